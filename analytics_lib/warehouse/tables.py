@@ -184,10 +184,19 @@ class Warehouse:
             arrays.append(arr)
         return pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in spec.columns]))
 
-    def upsert(self, name: str, data: pa.Table | Sequence[dict], batch_id: str | None = None) -> WriteResult:
+    def upsert(
+        self,
+        name: str,
+        data: pa.Table | Sequence[dict],
+        batch_id: str | None = None,
+        only_new: bool = False,
+    ) -> WriteResult:
         """Insert new keys and update changed rows of ``name`` in one commit.
 
-        Keys must be unique within ``data``. Returns counts and each key's outcome.
+        Keys must be unique within ``data``. With ``only_new`` existing keys are left as they
+        are (counted unchanged): for rows derived from another record, such as a customer first
+        seen on a payment, which must not overwrite the customer's own richer record.
+        Returns counts and each key's outcome.
         """
         spec = get_table(name)
         batch = self.conform(name, data)
@@ -209,7 +218,7 @@ class Warehouse:
                 with self._writer_lock(name):
                     dt = self.table(name)
                     try:
-                        return self._classify_and_write(con, spec, dt, batch_id)
+                        return self._classify_and_write(con, spec, dt, batch_id, only_new)
                     except CommitFailedError as exc:
                         if attempt == MAX_COMMIT_ATTEMPTS:
                             raise WarehouseError(f"table {name}: commit kept conflicting: {exc}") from exc
@@ -240,7 +249,9 @@ class Warehouse:
             return dt.file_uris(partition_filters=[(part, "in", values)])
         return dt.file_uris()
 
-    def _classify_and_write(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, dt: DeltaTable, batch_id: str) -> WriteResult:
+    def _classify_and_write(
+        self, con: duckdb.DuckDBPyConnection, spec: TableSpec, dt: DeltaTable, batch_id: str, only_new: bool
+    ) -> WriteResult:
         from analytics_lib.warehouse.snapshot import parquet_view_sql
 
         keys = list(spec.keys)
@@ -258,7 +269,7 @@ class Warehouse:
             cols = ", ".join(f'NULL::{spec.column(k).duckdb_type} AS "{k}"' for k in keys)
             con.execute(f"CREATE OR REPLACE TEMP VIEW target AS SELECT {cols}, NULL::VARCHAR AS _row_hash LIMIT 0")
         join = " AND ".join(f'b."{k}" = t."{k}"' for k in keys)
-        hash_cmp = "b._row_hash = t._row_hash" if has_hash else "true"
+        hash_cmp = "b._row_hash = t._row_hash" if has_hash and not only_new else "true"
         classified = con.sql(
             f"""SELECT {key_cols},
                    CASE WHEN t."{keys[0]}" IS NULL THEN 'inserted'
