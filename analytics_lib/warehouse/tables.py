@@ -246,7 +246,7 @@ class Warehouse:
         if spec.partition_by:
             part = spec.partition_by[0]
             values = [r[0] for r in con.sql(f'SELECT DISTINCT "{part}" FROM batch').fetchall()]
-            return dt.file_uris(partition_filters=[(part, "in", values)])
+            return dt.file_uris(file_pruning_predicate=[(part, "in", values)])
         return dt.file_uris()
 
     def _classify_and_write(

@@ -1,0 +1,75 @@
+# Payment analytics workspace. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRAS ?= dev,bench
+WAREHOUSE ?= warehouse
+PYTEST_ARGS ?=
+export PAYMENT_ANALYTICS_WAREHOUSE ?= $(abspath $(WAREHOUSE))
+
+.PHONY: help install demo demo-reset test test-quick lab lint format bench docs clean system-deps
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Python 3.11 or 3.12 is needed, found " + sys.version.split()[0]' \
+	  || { echo "error: install Python 3.11 (python3.11) and run make again"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-$(subst $(comma),-,$(EXTRAS)): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (payment-analytics)" >/dev/null
+	@touch $@
+
+comma := ,
+install: $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS)) ## Create .venv and install the workspace (pinned by constraints.txt)
+
+system-deps: ## Install system packages the tests need (chromium), or say what to install
+	@bash .ci/system-deps.sh
+
+demo: install ## Build the demo warehouse (if absent), run the reports, print where to look
+	@if [ -d "$(WAREHOUSE)/transactions" ]; then \
+	  echo "using the existing demo warehouse at $(WAREHOUSE) (make demo-reset rebuilds it)"; \
+	else \
+	  $(BIN)/payment-analytics demo-data; \
+	fi
+	@$(BIN)/payment-analytics info
+	@echo ""
+	@echo "Demo warehouse: $(PAYMENT_ANALYTICS_WAREHOUSE)"
+	@echo "Explore it:     make lab   (JupyterLab on the workspace)"
+	@echo "Data model:     docs/data-model.md"
+
+demo-reset: install ## Rebuild the demo warehouse from scratch
+	$(BIN)/payment-analytics demo-data --replace
+
+test: install system-deps ## Run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-quick: install ## Run the tests without the slow ones
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lab: install ## Start JupyterLab on the workspace
+	$(BIN)/jupyter lab --notebook-dir=.
+
+lint: install ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check analytics_lib tests
+	$(BIN)/ruff format --check analytics_lib tests
+	$(BIN)/mypy analytics_lib
+
+format: install ## Format the code with ruff
+	$(BIN)/ruff format analytics_lib tests
+	$(BIN)/ruff check --fix analytics_lib tests
+
+bench: install ## Run the benchmarks (SCALE=1000000 by default) and print one table
+	$(BIN)/python -m tests.benchmarks.run --rows $${SCALE:-1000000}
+
+docs: install ## Regenerate docs/data-model.md from the schema module
+	$(BIN)/payment-analytics schema --markdown > docs/data-model.md
+
+clean: ## Remove the virtualenv and caches (keeps the warehouse and outputs)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -1,0 +1,211 @@
+"""The ``payment-analytics`` command line: one console script for schedulers and scripts.
+
+Every command reports bad input as one line on stderr and a non-zero exit code; tracebacks
+are shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from analytics_lib import __version__
+from analytics_lib.config import ConfigError
+
+EXIT_BAD_INPUT = 2
+
+
+class _Context:
+    def __init__(self, warehouse: str | None, debug: bool):
+        self.warehouse_location = warehouse
+        self.debug = debug
+
+    def warehouse(self):  # type: ignore[no-untyped-def]
+        from analytics_lib.warehouse import Warehouse
+
+        return Warehouse(self.warehouse_location)
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the workspace's expected errors into one-line messages."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from analytics_lib.warehouse import WarehouseError
+        from analytics_lib.warehouse.sources import IngestError
+
+        ctx = click.get_current_context()
+        try:
+            return func(*args, **kwargs)
+        except (IngestError, ConfigError, WarehouseError, FileNotFoundError, ValueError, KeyError) as exc:
+            if ctx.find_root().obj and ctx.find_root().obj.debug:
+                raise
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise click.ClickException(str(message).splitlines()[0] if message else type(exc).__name__) from None
+
+    return wrapper
+
+
+def _progress_bar(total: int | None, desc: str, unit: str = "B"):  # type: ignore[no-untyped-def]
+    """A tqdm bar on a terminal, nothing when stderr is not one (cron, CI)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not sys.stderr.isatty(),
+                leave=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="payment-analytics")
+@click.option("--warehouse", envvar="PAYMENT_ANALYTICS_WAREHOUSE", metavar="PATH|URI",
+              help="Warehouse location (default ./warehouse, or $PAYMENT_ANALYTICS_WAREHOUSE).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def main(ctx: click.Context, warehouse: str | None, debug: bool) -> None:
+    """Payment analytics workspace: warehouse, metrics, reports, models and dashboards."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = _Context(warehouse, debug)
+
+
+@main.command("demo-data")
+@click.option("--customers", type=click.IntRange(min=10), default=5000, show_default=True,
+              help="Customers to simulate.")
+@click.option("--months", type=click.IntRange(1, 120), default=24, show_default=True,
+              help="Months of history ending at --end.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed (same seed, same data).")
+@click.option("--end", "end", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day of the data (default: today, UTC).")
+@click.option("--transactions", type=click.IntRange(min=1000), default=None,
+              help="Benchmark mode: scale customers to produce about this many transactions.")
+@click.option("--replace", is_flag=True, help="Delete an existing warehouse at the location first.")
+@click.pass_obj
+@_friendly_errors
+def demo_data(obj: _Context, customers: int, months: int, seed: int, end: Any,
+              transactions: int | None, replace: bool) -> None:
+    """Build the demo warehouse: a realistic, deterministic education platform."""
+    import shutil
+
+    from analytics_lib.synth import generate
+
+    wh = obj.warehouse()
+    if wh.is_local and Path(wh.location).exists() and any(Path(wh.location).iterdir()):
+        if not replace:
+            _fail(f"warehouse {wh.location} is not empty; pass --replace to rebuild it")
+        shutil.rmtree(wh.location)
+    bar = _progress_bar(None, "demo data", unit="step")
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if bar.total != total:
+            bar.reset(total)
+        bar.set_description(stage)
+        bar.n = done
+        bar.refresh()
+
+    summary = generate(wh, customers=customers, months=months, seed=seed,
+                       end=end.date() if end else None, transactions=transactions, progress=progress)
+    bar.close()
+    click.echo(f"demo warehouse at {wh.location} ({summary.seconds:.1f} s, seed {seed})")
+    for table, rows in summary.rows.items():
+        click.echo(f"  {table:<20} {rows:>12,}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.option("--source", "source", metavar="NAME", default=None,
+              help="Ingestion source: platform-json, stripe, csv, online-retail.")
+@click.option("--mapping", type=click.Path(path_type=Path), default=None,
+              help="Column mapping YAML for the csv source.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+@_friendly_errors
+def ingest(obj: _Context, path: Path | None, source: str | None, mapping: Path | None, fmt: str) -> None:
+    """Load PATH into the warehouse through a source; every row is accounted for."""
+    from analytics_lib.warehouse.ingest import ingest as run_ingest
+    from analytics_lib.warehouse.sources import source_names
+
+    if path is None:
+        _fail("missing PATH: the file to ingest")
+    if source is None:
+        _fail(f"missing --source; one of: {', '.join(source_names())}")
+    options: dict[str, Any] = {}
+    if mapping is not None:
+        options["mapping"] = mapping
+    size = path.stat().st_size if path.is_file() else None
+    bar = _progress_bar(size, f"ingest {path.name}")
+    last = [0]
+
+    def progress(done: int) -> None:
+        bar.update(done - last[0])
+        last[0] = done
+
+    result = run_ingest(path, source, obj.warehouse(), progress=progress, **options)
+    bar.close()
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        return
+    click.echo(result.summary())
+    for table, counts in result.tables.items():
+        click.echo(f"  {table:<20} inserted {counts['inserted']:>9,}  updated {counts['updated']:>9,}  "
+                   f"unchanged {counts['unchanged']:>9,}")
+    if result.reject_reasons:
+        click.echo("rejected rows by reason (details in the ingest_rejects table):")
+        for reason, n in sorted(result.reject_reasons.items(), key=lambda kv: -kv[1]):
+            click.echo(f"  {n:>9,}  {reason}")
+
+
+@main.command()
+@click.option("--retention-hours", type=click.IntRange(min=0), default=168, show_default=True,
+              help="Keep replaced files this long so running readers never lose them.")
+@click.option("--no-vacuum", is_flag=True, help="Compact only; delete nothing.")
+@click.pass_obj
+@_friendly_errors
+def maintain(obj: _Context, retention_hours: int, no_vacuum: bool) -> None:
+    """Compact small files, checkpoint and vacuum every table."""
+    report = obj.warehouse().compact(retention_hours=retention_hours, vacuum=not no_vacuum)
+    for table, info in report.items():
+        click.echo(f"{table:<20} files {info['files_before']:>5} -> {info['files_after']:<5} "
+                   f"vacuumed {info['files_removed_by_vacuum']:>4}  version {info['version']}")
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+@_friendly_errors
+def info(obj: _Context, fmt: str) -> None:
+    """Show the warehouse: location, and each table's version, files and rows."""
+    wh = obj.warehouse()
+    rows = wh.describe()
+    if fmt == "json":
+        click.echo(json.dumps({"location": wh.location, "tables": rows}, indent=2))
+        return
+    click.echo(f"warehouse: {wh.location}")
+    for row in rows:
+        click.echo(f"  {row['table']:<20} version {row['version']:>4}  files {row['files']:>5}  rows {row['rows']:>12,}")
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Print the data model as Markdown (docs/data-model.md).")
+def schema(markdown: bool) -> None:
+    """Describe the warehouse tables: grain, keys and columns."""
+    from analytics_lib.warehouse import schema as model
+
+    if markdown:
+        click.echo(model.markdown())
+        return
+    for spec in model.TABLES.values():
+        click.echo(f"{spec.name}: {spec.grain} (key: {', '.join(spec.keys)})")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
