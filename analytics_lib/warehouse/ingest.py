@@ -30,18 +30,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from analytics_lib.warehouse.schema import get_table
+from analytics_lib.warehouse.schema import WRITE_ORDER, get_table
 from analytics_lib.warehouse.sources import IngestError, Record, Reject, get_source
 from analytics_lib.warehouse.tables import Warehouse, new_batch_id
 
 log = logging.getLogger(__name__)
 
-#: parents before children, so a reader never sees a fee whose payment is not there yet
-WRITE_ORDER = (
-    "fx_rates", "products", "customers", "subscriptions", "subscription_events", "transactions",
-    "fees", "refunds", "disputes", "marketing_spend", "checkout_events", "user_activity",
-    "support_tickets", "fraud_alerts",
-)
 RAW_LIMIT = 4096
 
 
@@ -197,7 +191,7 @@ def _write_rejects(warehouse: Warehouse, rejects: list[Reject], source: str, fil
         rows[reject_id] = {
             "reject_id": reject_id, "batch_id": batch_id, "source": source, "file": file,
             "line": rej.line, "reason": rej.reason[:1000], "raw": rej.raw[:RAW_LIMIT],
-            "raw_length": len(rej.raw), "rejected_at": now,
+            "raw_length": rej.raw_length or len(rej.raw), "rejected_at": now,
         }
     warehouse.upsert("ingest_rejects", pa.Table.from_pylist(list(rows.values())), batch_id, only_new=True)
 

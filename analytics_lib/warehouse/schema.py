@@ -470,6 +470,16 @@ _table(TableSpec(
 ))
 
 
+#: dependency order, parents first. Writers commit in this order and snapshots pin tables in the
+#: reverse order, so a snapshot never shows a fee, refund or dispute whose payment it cannot see.
+WRITE_ORDER: tuple[str, ...] = (
+    "fx_rates", "products", "customers", "subscriptions", "subscription_events", "transactions",
+    "fees", "refunds", "disputes", "marketing_spend", "checkout_events", "user_activity",
+    "support_tickets", "fraud_alerts", "ingest_rejects", "ingest_batches",
+)
+assert set(WRITE_ORDER) == set(TABLES), "WRITE_ORDER must list every table"
+
+
 def get_table(name: str) -> TableSpec:
     """The spec of a table, or a ``KeyError`` naming the known tables."""
     try:

@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from analytics_lib.warehouse.schema import TABLES, TableSpec
+from analytics_lib.warehouse.schema import TABLES, WRITE_ORDER, TableSpec
 
 if TYPE_CHECKING:
     from analytics_lib.warehouse.tables import Warehouse
@@ -82,7 +82,10 @@ class Snapshot:
         settings = warehouse.settings
         con = con or connect(settings.duckdb_memory_limit, settings.duckdb_threads)
         versions: dict[str, int] = {}
-        for name in tables or TABLES:
+        # children before parents (the reverse of the write order): a child row seen here was
+        # committed after its parent, which is pinned later and so is seen too
+        wanted = set(tables or TABLES)
+        for name in [t for t in reversed(WRITE_ORDER) if t in wanted]:
             spec = TABLES[name]
             dt = warehouse._delta(name)
             if dt is not None and as_of is not None:
@@ -98,6 +101,7 @@ class Snapshot:
                         dt = None
             versions[name] = dt.version() if dt is not None else -1
             con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {_view_sql(spec, dt, con)}')
+        versions = {name: versions[name] for name in TABLES if name in versions}
         return cls(con=con, versions=versions, location=warehouse.location)
 
     def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:

@@ -48,6 +48,8 @@ class Reject:
     line: int
     reason: str
     raw: str
+    #: length of the row when ``raw`` holds only its beginning
+    raw_length: int | None = None
 
 
 @dataclass

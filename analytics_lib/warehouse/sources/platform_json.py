@@ -197,7 +197,7 @@ class PlatformJsonSource(base.Source):
                 self.rows_read += 1
                 if len(raw) > base.MAX_ROW_BYTES:
                     yield Reject(number, f"line too long ({len(raw)} bytes, limit {base.MAX_ROW_BYTES})",
-                                 raw[:4096].decode("utf-8", "replace"))
+                                 raw[:4096].decode("utf-8", "replace"), len(raw))
                     continue
                 text = base.check_utf8(raw, number).rstrip("\r\n")
                 try:
