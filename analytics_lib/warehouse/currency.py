@@ -36,6 +36,8 @@ class UnknownCurrencyError(ValueError):
 
 def normalise_currency(code: object) -> str:
     """Upper-case ISO 4217 code, or :class:`UnknownCurrencyError`."""
+    if isinstance(code, str) and code in CURRENCY_EXPONENTS:
+        return code
     if not isinstance(code, str):
         raise UnknownCurrencyError(f"currency must be a 3-letter ISO 4217 code, got {code!r}")
     upper = code.strip().upper()

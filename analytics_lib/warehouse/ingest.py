@@ -28,7 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analytics_lib.warehouse.schema import WRITE_ORDER, get_table
 from analytics_lib.warehouse.sources import IngestError, Record, Reject, get_source
@@ -102,64 +104,55 @@ def ingest(
     result = IngestResult(source=source, file=file.name, batch_id=batch_id)
 
     # 1. parse everything first: a whole-file error raised here leaves the warehouse untouched
-    records: dict[tuple[str, tuple], Record] = {}
+    collected = _Collector(warehouse)
     rejects: list[Reject] = []
-    superseded: dict[int, str] = {}  # line -> reason, raw text fetched afterwards
     for item in src.read(file, progress):
         if isinstance(item, Reject):
             rejects.append(item)
-            continue
-        key = (item.table, _key_of(item.table, item.row))
-        previous = records.get(key)
-        if previous is not None:
-            for line in previous.lines:
-                superseded[line] = (
-                    f"duplicate id {key[1][0]!s:.60} in file: superseded by line {item.lines[-1]}"
-                )
-        records[key] = item
+        else:
+            collected.add(item)
     result.rows_read = src.rows_read
+    tables = collected.finish()
 
     # 2. refunds and disputes need their payment, and refunds may not exceed it
-    for line, reason in _check_against_payments(warehouse, records).items():
-        superseded[line] = reason
-    if superseded:
-        raw = src.raw_rows(file, set(superseded))
-        for line, reason in superseded.items():
+    claims = [c for c in collected.claims if c.lines[-1] not in collected.dropped_tags]
+    for rec, reason in _check_against_payments(warehouse, claims, tables.get("transactions")):
+        collected.drop(rec.lines, reason)
+    if collected.dropped_lines:
+        raw = src.raw_rows(file, set(collected.dropped_lines))
+        for line, reason in sorted(collected.dropped_lines.items()):
             rejects.append(Reject(line, reason, raw.get(line, "")))
-        dropped = set(superseded)
-        records = {k: r for k, r in records.items() if not dropped.intersection(r.lines)}
+        tables = {
+            t: tbl.filter(pc.invert(pc.is_in(tbl["_line"], pa.array(sorted(collected.dropped_tags), pa.int64()))))
+            for t, tbl in tables.items()
+        }
 
     # 3. write parents first, one commit per table
-    primary_rows: dict[str, list[dict]] = defaultdict(list)
-    child_rows: dict[str, dict[tuple, dict]] = defaultdict(dict)
-    derived_rows: dict[str, dict[tuple, dict]] = defaultdict(dict)
-    for rec in records.values():
-        primary_rows[rec.table].append(rec.row)
-        for table, row in rec.children:
-            child_rows[table][_key_of(table, row)] = row
-        for table, row in rec.derived:
-            derived_rows[table][_key_of(table, row)] = row
     outcomes: dict[str, dict[tuple, str]] = {}
     for table in WRITE_ORDER:
         counts = {"inserted": 0, "updated": 0, "unchanged": 0}
-        owned = dict(child_rows.get(table, {}))
-        owned.update({_key_of(table, r): r for r in primary_rows.get(table, [])})
-        derived = {k: r for k, r in derived_rows.get(table, {}).items() if k not in owned}
+        owned = _last_per_key(table, tables[table]) if table in tables else None
+        owned_keys = set()
+        if owned is not None and owned.num_rows:
+            owned_keys = set(zip(*(owned[k].to_pylist() for k in get_table(table).keys), strict=True))
+        derived = [r for k, r in collected.derived.get(table, {}).items() if k not in owned_keys]
         if derived:
-            res = warehouse.upsert(table, list(derived.values()), batch_id, only_new=True)
+            res = warehouse.upsert(table, derived, batch_id, only_new=True)
             counts["inserted"] += res.inserted
-        if owned:
-            res = warehouse.upsert(table, list(owned.values()), batch_id)
+        if owned is not None and owned.num_rows:
+            res = warehouse.upsert(table, owned, batch_id)
             outcomes[table] = res.outcomes
             for k in counts:
                 counts[k] += getattr(res, k)
-        if derived or owned:
+        if derived or (owned is not None and owned.num_rows):
             result.tables[table] = counts
 
     # 4. the accounting: each accepted line takes its record's outcome
-    for rec in records.values():
-        outcome = outcomes[rec.table][_key_of(rec.table, rec.row)]
-        setattr(result, outcome, getattr(result, outcome) + len(rec.lines))
+    for (table, key), lines in collected.owner.items():
+        if lines[-1] in collected.dropped_tags:
+            continue
+        outcome = outcomes[table][key]
+        setattr(result, outcome, getattr(result, outcome) + len(lines))
     result.rejected = len(rejects)
     for rej in rejects:
         reason = _reason_category(rej.reason)
@@ -196,33 +189,32 @@ def _write_rejects(warehouse: Warehouse, rejects: list[Reject], source: str, fil
     warehouse.upsert("ingest_rejects", pa.Table.from_pylist(list(rows.values())), batch_id, only_new=True)
 
 
-def _check_against_payments(warehouse: Warehouse, records: dict[tuple[str, tuple], Record]) -> dict[int, str]:
-    """Lines of refund/dispute records whose payment is unknown or over-refunded -> reason."""
-    claims = [r for (table, _), r in records.items() if table in ("refunds", "disputes")]
+def _check_against_payments(
+    warehouse: Warehouse, claims: list[Record], batch_transactions: pa.Table | None
+) -> list[tuple[Record, str]]:
+    """Refund/dispute records whose payment is unknown, in another currency or over-refunded."""
     if not claims:
-        return {}
-    batch_payments = {
-        r.row["transaction_id"]: (r.row["amount_minor"], r.row["currency"])
-        for (table, _), r in records.items() if table == "transactions"
-    }
-    wanted = sorted({r.row["transaction_id"] for r in claims} - set(batch_payments))
-    stored: dict[str, tuple[int, str]] = {}
+        return []
+    wanted = sorted({r.row["transaction_id"] for r in claims})
+    payments: dict[str, tuple[int, str]] = {}
     stored_refunds: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    if wanted:
-        with warehouse.snapshot(tables=["transactions", "refunds"]) as snap:
-            snap.con.register("wanted", pa.table({"transaction_id": wanted}))
-            for tx, amount, cur in snap.con.sql(
-                "SELECT transaction_id, amount_minor, currency FROM transactions "
-                "WHERE transaction_id IN (SELECT transaction_id FROM wanted)"
-            ).fetchall():
-                stored[tx] = (amount, cur)
-            for refund_id, tx, amount in snap.con.sql(
-                "SELECT refund_id, transaction_id, amount_minor FROM refunds "
-                "WHERE transaction_id IN (SELECT transaction_id FROM wanted) AND status <> 'failed'"
-            ).fetchall():
-                stored_refunds[tx].append((refund_id, amount))
-    payments = {**stored, **batch_payments}
-    bad: dict[int, str] = {}
+    with warehouse.snapshot(tables=["transactions", "refunds"]) as snap:
+        snap.con.register("wanted", pa.table({"transaction_id": wanted}))
+        for tx, amount, cur in snap.con.sql(
+            "SELECT transaction_id, amount_minor, currency FROM transactions "
+            "WHERE transaction_id IN (SELECT transaction_id FROM wanted)"
+        ).fetchall():
+            payments[tx] = (amount, cur)
+        for refund_id, tx, amount in snap.con.sql(
+            "SELECT refund_id, transaction_id, amount_minor FROM refunds "
+            "WHERE transaction_id IN (SELECT transaction_id FROM wanted) AND status <> 'failed'"
+        ).fetchall():
+            stored_refunds[tx].append((refund_id, amount))
+    if batch_transactions is not None and batch_transactions.num_rows:
+        mask = pc.is_in(batch_transactions["transaction_id"], pa.array(wanted, pa.string()))
+        for row in batch_transactions.filter(mask).select(["transaction_id", "amount_minor", "currency"]).to_pylist():
+            payments[row["transaction_id"]] = (row["amount_minor"], row["currency"])
+    bad: list[tuple[Record, str]] = []
     refunded: dict[str, int] = defaultdict(int)
     batch_refund_ids = {r.row["refund_id"] for r in claims if "refund_id" in r.row}
     for tx, items in stored_refunds.items():
@@ -231,25 +223,94 @@ def _check_against_payments(warehouse: Warehouse, records: dict[tuple[str, tuple
         tx = rec.row["transaction_id"]
         kind = "refund" if "refund_id" in rec.row else "dispute"
         if tx not in payments:
-            for line in rec.lines:
-                bad[line] = f"{kind} of an unknown payment {tx!s:.60}"
+            bad.append((rec, f"{kind} of an unknown payment {tx!s:.60}"))
             continue
         amount, cur = payments[tx]
         if rec.row["currency"] != cur:
-            for line in rec.lines:
-                bad[line] = f"{kind} currency {rec.row['currency']} differs from the payment's {cur}"
-            continue
-        if kind == "refund" and rec.row.get("status") != "failed":
+            bad.append((rec, f"{kind} currency {rec.row['currency']} differs from the payment's {cur}"))
+        elif kind == "refund" and rec.row.get("status") != "failed":
             if refunded[tx] + rec.row["amount_minor"] > amount:
-                for line in rec.lines:
-                    bad[line] = (f"refund above the payment: {refunded[tx] + rec.row['amount_minor']} > "
-                                 f"{amount} minor units of {cur} on {tx!s:.60}")
-                continue
-            refunded[tx] += rec.row["amount_minor"]
+                bad.append((rec, f"refund above the payment: {refunded[tx] + rec.row['amount_minor']} > "
+                                 f"{amount} minor units of {cur} on {tx!s:.60}"))
+            else:
+                refunded[tx] += rec.row["amount_minor"]
         elif kind == "dispute" and rec.row["amount_minor"] > amount:
-            for line in rec.lines:
-                bad[line] = f"dispute above the payment: {rec.row['amount_minor']} > {amount} on {tx!s:.60}"
+            bad.append((rec, f"dispute above the payment: {rec.row['amount_minor']} > {amount} on {tx!s:.60}"))
     return bad
+
+
+class _Collector:
+    """Holds a parsed file compactly: rows go to Arrow in chunks, Python keeps only the keys.
+
+    Every row carries ``_line``, the last input line of the record that produced it, so rows of
+    a record dropped later (a superseded duplicate, a refund of an unknown payment) are removed
+    together with their children.
+    """
+
+    CHUNK = 50_000
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+        self.pending: dict[str, list[dict]] = defaultdict(list)
+        self.chunks: dict[str, list[pa.Table]] = defaultdict(list)
+        self.derived: dict[str, dict[tuple, dict]] = defaultdict(dict)
+        #: (table, key) -> input lines of the record that currently holds the key
+        self.owner: dict[tuple[str, tuple], tuple[int, ...]] = {}
+        self.claims: list[Record] = []
+        self.dropped_lines: dict[int, str] = {}
+        self.dropped_tags: set[int] = set()
+        self._count = 0
+
+    def add(self, rec: Record) -> None:
+        key = _key_of(rec.table, rec.row)
+        previous = self.owner.get((rec.table, key))
+        if previous is not None:
+            self.drop(previous, f"duplicate id {key[0]!s:.60} in file: superseded by line {rec.lines[-1]}")
+        self.owner[(rec.table, key)] = rec.lines
+        tag = rec.lines[-1]
+        self.pending[rec.table].append({**rec.row, "_line": tag})
+        for table, row in rec.children:
+            self.pending[table].append({**row, "_line": tag})
+        for table, row in rec.derived:
+            self.derived[table][_key_of(table, row)] = row
+        if rec.table in ("refunds", "disputes"):
+            self.claims.append(rec)
+        self._count += 1
+        if self._count % self.CHUNK == 0:
+            self._flush()
+
+    def drop(self, lines: tuple[int, ...], reason: str) -> None:
+        for line in lines:
+            self.dropped_lines[line] = reason
+        self.dropped_tags.add(lines[-1])
+
+    def _flush(self) -> None:
+        for table, rows in self.pending.items():
+            if rows:
+                lines = pa.array([r["_line"] for r in rows], pa.int64())
+                tbl = self.warehouse.conform(table, rows)
+                self.chunks[table].append(tbl.append_column("_line", lines))
+        self.pending = defaultdict(list)
+
+    def finish(self) -> dict[str, pa.Table]:
+        self._flush()
+        return {t: pa.concat_tables(c) for t, c in self.chunks.items() if c}
+
+
+def _last_per_key(table: str, tbl: pa.Table) -> pa.Table:
+    """One row per key (the one from the latest line), without the ``_line`` column."""
+    keys = list(get_table(table).keys)
+    con = duckdb.connect()
+    try:
+        con.register("rows_in", tbl)
+        partition = ", ".join(f'"{k}"' for k in keys)
+        out = con.sql(
+            f"SELECT * EXCLUDE (_line) FROM rows_in "
+            f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY _line DESC) = 1"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return out
 
 
 def _reason_category(reason: str) -> str:

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 ENV_SALT = "PAYMENT_ANALYTICS_HASH_SALT"
@@ -23,7 +24,12 @@ def _salt() -> bytes:
 
 
 def keyed_hash(value: str) -> str:
-    return hmac.new(_salt(), value.encode("utf-8"), hashlib.sha256).hexdigest()
+    return _keyed_hash(_salt(), value)
+
+
+@lru_cache(maxsize=65536)
+def _keyed_hash(salt: bytes, value: str) -> str:
+    return hmac.new(salt, value.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def hash_email(email: str | None) -> str | None:
@@ -44,6 +50,7 @@ _MOBILE = re.compile(r"mobi|iphone|ipod|android|blackberry|opera mini|windows ph
 _BOT = re.compile(r"bot|crawl|spider|curl|wget|python-requests|headless", re.I)
 
 
+@lru_cache(maxsize=4096)
 def device_class(user_agent: str | None) -> str:
     """desktop, mobile, tablet, bot or unknown from a user-agent string."""
     if not user_agent or not user_agent.strip():
@@ -57,6 +64,7 @@ def device_class(user_agent: str | None) -> str:
     return "desktop"
 
 
+@lru_cache(maxsize=4096)
 def referrer_domain(referrer: str | None) -> str | None:
     """Host of a referrer URL (no path or query, which may carry personal data)."""
     if not referrer or not referrer.strip():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -109,8 +108,12 @@ def check_utf8(raw: bytes, line: int) -> str:
         raise IngestError(f"not UTF-8: line {line}, byte {exc.start}: {exc.reason}") from None
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
 def has_control_chars(text: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" and ch not in "\t" for ch in text)
+    """True for C0/C1 control characters other than tab (they break CSVs and terminals)."""
+    return _CONTROL.search(text) is not None
 
 
 def identifier(value: Any, field_name: str, required: bool = True) -> str | None:
@@ -122,11 +125,11 @@ def identifier(value: Any, field_name: str, required: bool = True) -> str | None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise RowError(f"{field_name} must be a string, got {type(value).__name__}")
     text = str(value).strip()
+    if _IDENTIFIER.match(text):
+        return text
     if has_control_chars(text):
         raise RowError(f"{field_name} contains control characters")
-    if not _IDENTIFIER.match(text):
-        raise RowError(f"{field_name} {text[:40]!r} is not a valid identifier")
-    return text
+    raise RowError(f"{field_name} {text[:40]!r} is not a valid identifier")
 
 
 def name_value(value: Any, field_name: str, required: bool = True, aliases: dict[str, str] | None = None) -> str | None:
@@ -164,6 +167,12 @@ def amount_minor(value: Any, cur: str, field_name: str = "amount", positive: boo
         raise RowError(f"{field_name} must be a number, got a string")
     if isinstance(value, float) and not math.isfinite(value):
         raise RowError(f"{field_name} must be finite")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e12:
+        scaled = value * _SCALE[exponent(cur)]
+        minor = round(scaled)
+        if abs(scaled - minor) > 1e-6 * max(1.0, abs(scaled)):
+            raise RowError(f"{field_name} {value} has more decimals than {cur} allows ({exponent(cur)})")
+        return _check_sign(minor, value, field_name, positive)
     try:
         minor = to_minor(value, cur)
         exact = Decimal(str(value).strip()) * (Decimal(10) ** exponent(cur))
@@ -171,6 +180,13 @@ def amount_minor(value: Any, cur: str, field_name: str = "amount", positive: boo
         raise RowError(f"{field_name}: {exc}") from None
     if abs(exact - minor) > Decimal("0.000001"):
         raise RowError(f"{field_name} {value} has more decimals than {cur} allows ({exponent(cur)})")
+    return _check_sign(minor, value, field_name, positive)
+
+
+_SCALE = {e: 10**e for e in range(5)}
+
+
+def _check_sign(minor: int, value: Any, field_name: str, positive: bool) -> int:
     if positive and minor <= 0:
         raise RowError(f"{field_name} must be positive, got {value}")
     if not positive and minor < 0:
