@@ -608,7 +608,9 @@ class MappedCsvSource(base.Source):
     # -- one row ----------------------------------------------------------------------------
     def parse_row(self, fields: list[_Field], values: list[str]) -> Record:
         table = self.spec.name
-        row: dict[str, Any] = {}
+        # every row carries every column: the warehouse builds its Arrow batch from dicts, and a
+        # key missing from the first row would silently drop that column for the whole batch
+        row: dict[str, Any] = {c.name: ([] if c.type == "list<string>" else None) for c in self.spec.columns}
         texts = {f.column.name: f.raw(values) for f in fields}
         cur = None
         if "currency" in texts and texts["currency"].strip():
