@@ -40,7 +40,7 @@ import ipaddress
 import re
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -54,7 +54,11 @@ from analytics_lib.warehouse.schema import TABLES, Column
 from analytics_lib.warehouse.sources import base
 from analytics_lib.warehouse.sources.base import IngestError, Progress, Record, Reject, RowError
 from analytics_lib.warehouse.sources.platform_json import (
-    FAILURE_ALIASES, METHOD_ALIASES, PLAN_ALIASES, STATUS_ALIASES, _outcome,
+    FAILURE_ALIASES,
+    METHOD_ALIASES,
+    PLAN_ALIASES,
+    STATUS_ALIASES,
+    _outcome,
 )
 
 # ============================================================================================
@@ -190,12 +194,14 @@ class CsvHeader:
                 self.redacted.add(i)
 
     def redact_raw(self, rec: CsvRecord, delimiter: str = ",") -> str:
-        """The record with personal columns blanked (what is stored in ``ingest_rejects``)."""
-        if not self.redacted:
-            return rec.raw
+        """The record as stored in ``ingest_rejects``: personal columns blanked, and any text
+        shaped like an e-mail address in other columns too (free-text descriptions carry them)."""
         if rec.fields is None:
-            return "[unparsable row with personal columns: not stored]"
-        fields = [("[redacted]" if i in self.redacted and f.strip() else f) for i, f in enumerate(rec.fields)]
+            return _EMAIL.sub("[redacted]", rec.raw)
+        if not self.redacted and not _EMAIL.search(rec.raw):
+            return rec.raw
+        fields = [("[redacted]" if i in self.redacted and f.strip() else _EMAIL.sub("[redacted]", f))
+                  for i, f in enumerate(rec.fields)]
         return to_csv_line(fields, delimiter)
 
 
@@ -207,10 +213,11 @@ def to_csv_line(fields: Sequence[str], delimiter: str = ",") -> str:
     return out.getvalue()
 
 
+_EMAIL = re.compile(r"[^\s,;:<>()\[\]\"']+@[^\s,;:<>()\[\]\"']+\.[A-Za-z]{2,}")
 #: headers whose values are personal data: blanked in stored rejects
 PERSONAL_HEADER = re.compile(
     r"e-?mail|phone|customer (name|description)|card name|cardholder|billing name|"
-    r"address (line|city|state|zip|postal)|shipping|ip address|user agent|^name$"
+    r"address (line|city|state|zip|postal)|shipping|ip address|user agent|^name$|^description$"
 )
 
 
@@ -567,9 +574,10 @@ class MappedCsvSource(base.Source):
                 fields.append(_Field(col, None, None, _CONSTANT_DEFAULTS[(self.spec.name, col.name)], {}))
         # personal data never reaches ingest_rejects in the clear
         header.redact_matching(PERSONAL_HEADER)
-        for col in ("email_hash", "ip_hash"):
-            if col in m.columns:
-                header.redacted.add(header.find(m.columns[col]))  # type: ignore[arg-type]
+        for hashed in ("email_hash", "ip_hash"):
+            position = header.find(m.columns[hashed]) if hashed in m.columns else None
+            if position is not None:
+                header.redacted.add(position)
         for h in m.redact:
             i = header.find(h)
             if i is not None:
@@ -679,12 +687,12 @@ class MappedCsvSource(base.Source):
                     raise RowError(f"{label}: currency is missing, so the amount cannot be read")
                 positive = name == "amount_minor" and table in POSITIVE_AMOUNT_TABLES
                 if self.mapping.amounts_in == "minor":
-                    value = parse_int(text, label)
-                    if positive and value <= 0:
-                        raise RowError(f"{label} must be positive, got {value}")
-                    if value < 0:
-                        raise RowError(f"{label} must not be negative, got {value}")
-                    return value
+                    minor = parse_int(text, label)
+                    if positive and minor <= 0:
+                        raise RowError(f"{label} must be positive, got {minor}")
+                    if minor < 0:
+                        raise RowError(f"{label} must not be negative, got {minor}")
+                    return minor
                 return base.amount_minor(number_text(text, label), cur, label, positive=positive, allow_str=True)
             low, high = RANGES.get(name, (None, None))
             bounds = _INT32 if kind == "int32" else _INT64
@@ -692,10 +700,10 @@ class MappedCsvSource(base.Source):
                              int(high) if high is not None else bounds[1])
         if kind == "float64":
             low, high = RANGES.get(name, (None, None))
-            value = parse_float(text, label, low, high)
-            if name == "usd_per_unit" and value <= 0:
-                raise RowError(f"{label} must be positive, got {value}")
-            return value
+            real = parse_float(text, label, low, high)
+            if name == "usd_per_unit" and real <= 0:
+                raise RowError(f"{label} must be positive, got {real}")
+            return real
         if kind == "bool":
             return parse_bool(text, label)
         if kind == "timestamp":

@@ -47,7 +47,13 @@ from analytics_lib.warehouse.countries import code_for_name, is_country_code
 from analytics_lib.warehouse.currency import to_minor
 from analytics_lib.warehouse.sources import base
 from analytics_lib.warehouse.sources.base import IngestError, Progress, Record, Reject
-from analytics_lib.warehouse.sources.mapped_csv import CsvRecord, csv_raw_rows, iter_csv, read_header, wrong_width
+from analytics_lib.warehouse.sources.mapped_csv import (
+    CsvRecord,
+    csv_raw_rows,
+    iter_csv,
+    read_header,
+    wrong_width,
+)
 
 PROVIDER = "online_retail"
 CURRENCY = "GBP"
@@ -362,8 +368,8 @@ class OnlineRetailSource(base.Source):
                 })],
             ))
         if late_rejects:
-            raw = self.raw_rows(path, set(late_rejects))
-            rejects.extend(Reject(line, reason, raw.get(line, "")) for line, reason in late_rejects.items())
+            late_raw = self.raw_rows(path, set(late_rejects))
+            rejects.extend(Reject(line, reason, late_raw.get(line, "")) for line, reason in late_rejects.items())
         self.stats = {
             "rows_read": self.rows_read, "payments": len(payments), "refunds": len(refunds),
             "rejected_lines": len(rejects),
@@ -374,12 +380,12 @@ class OnlineRetailSource(base.Source):
         accounted = sum(len(r.lines) for r in payments) + sum(len(r.lines) for r in refunds) + len(rejects)
         if accounted != self.rows_read:  # a bug, not bad input
             raise RuntimeError(f"online-retail: {accounted} lines accounted for, {self.rows_read} read")
-        items: list[tuple[int, Record | Reject]] = [(r.line, r) for r in rejects]
-        items += [(min(r.lines), r) for r in payments]
-        items += [(min(r.lines), r) for r in refunds]
-        items.sort(key=lambda pair: pair[0])
-        for _, item in items:
-            yield item
+        ordered: list[tuple[int, Record | Reject]] = [(r.line, r) for r in rejects]
+        ordered += [(min(r.lines), r) for r in payments]
+        ordered += [(min(r.lines), r) for r in refunds]
+        ordered.sort(key=lambda pair: pair[0])
+        for _, out in ordered:
+            yield out
 
 
 def _payment_row(number: str, customer_id: str, minor: int, status: str, country: str,

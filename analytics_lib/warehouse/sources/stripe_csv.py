@@ -37,8 +37,16 @@ from analytics_lib.warehouse import privacy
 from analytics_lib.warehouse.sources import base
 from analytics_lib.warehouse.sources.base import IngestError, Progress, Record, Reject, RowError
 from analytics_lib.warehouse.sources.mapped_csv import (
-    PERSONAL_HEADER, CsvHeader, country_text, csv_raw_rows, iter_csv, number_text, parse_int,
-    parse_timestamp, read_header, wrong_width,
+    PERSONAL_HEADER,
+    CsvHeader,
+    country_text,
+    csv_raw_rows,
+    iter_csv,
+    number_text,
+    parse_int,
+    parse_timestamp,
+    read_header,
+    wrong_width,
 )
 from analytics_lib.warehouse.sources.platform_json import _outcome
 
@@ -369,7 +377,7 @@ def parse_charge(values: dict[str, str], zones: dict[str, Any]) -> Record:
 
     plan_type = _get(values, "plan_type")
     subscription_id = base.identifier(_get(values, "subscription_id"), "subscription_id (metadata)", required=False)
-    row = {
+    row: dict[str, Any] = {
         "transaction_id": charge_id,
         "customer_id": customer_id,
         "amount_minor": amount,

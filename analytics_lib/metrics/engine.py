@@ -1,0 +1,298 @@
+"""Running the metric SQL: named queries from ``sql/*.sql`` over a scoped snapshot.
+
+A :class:`MetricSession` wraps a warehouse snapshot. ``session.scope(period, filters, currency)``
+sets the scope as DuckDB variables (``getvariable('p_start')`` ...) and materialises the scoped
+building blocks from ``sql/_scope.sql`` (payments of the period in the reporting currency,
+refunds, disputes, fees, ...). Metric families then select from those. Filter values and
+periods are only ever bound values; the SQL text never changes with user input, and filter
+names and time grains come from allow-lists.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from analytics_lib.config import Settings, get_settings
+from analytics_lib.metrics.period import Period
+from analytics_lib.warehouse import Snapshot, Warehouse
+from analytics_lib.warehouse.currency import CURRENCY_EXPONENTS, normalise_currency
+
+#: filter name -> transactions column it restricts
+FILTER_COLUMNS: dict[str, str] = {
+    "currency": "currency",
+    "country": "country_code",
+    "payment_method": "payment_method",
+    "provider": "provider",
+    "plan_type": "plan_type",
+    "product": "product_id",
+    "campaign": "campaign_id",
+    "discount_code": "discount_code",
+}
+GRAINS = ("hour", "day", "week", "month")
+
+
+class MetricError(ValueError):
+    """A metric request that cannot be answered (bad filter, grain, currency, ...)."""
+
+
+class MissingRateError(MetricError):
+    """No FX rate for a currency on a day that needs converting."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Allow-listed filters: name -> accepted values (a row passes if its value is one of them)."""
+
+    values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, mapping: Mapping[str, Any] | Filters | None = None, **kwargs: Any) -> Filters:
+        if isinstance(mapping, Filters):
+            mapping = dict(mapping.values)
+        merged = {**(mapping or {}), **kwargs}
+        clean: dict[str, tuple[str, ...]] = {}
+        for name, value in merged.items():
+            if name not in FILTER_COLUMNS:
+                raise MetricError(f"unknown filter {name!r}; filters: {', '.join(FILTER_COLUMNS)}")
+            if value is None:
+                continue
+            items = [value] if isinstance(value, str) else list(value)
+            if not all(isinstance(v, str) for v in items):
+                raise MetricError(f"filter {name} takes text values, got {value!r}")
+            items = [v.strip() for v in items if v.strip()]
+            if name in ("currency", "country"):
+                items = [v.upper() for v in items]
+            if items:
+                clean[name] = tuple(dict.fromkeys(items))
+        return cls(clean)
+
+    @classmethod
+    def parse(cls, pairs: Sequence[str]) -> Filters:
+        """``["country=TR,US", "provider=stripe"]`` (the CLI's ``--filter key=value``)."""
+        mapping: dict[str, list[str]] = {}
+        for pair in pairs:
+            if "=" not in pair:
+                raise MetricError(f"filter {pair!r} must look like key=value")
+            key, value = pair.split("=", 1)
+            mapping.setdefault(key.strip(), []).extend(v for v in value.split(","))
+        return cls.of(mapping)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.values.items()}
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+
+@lru_cache(maxsize=None)
+def load_queries(family: str) -> dict[str, str]:
+    """Named queries of ``sql/<family>.sql`` (each introduced by a ``-- name: x`` line)."""
+    text = resources.files("analytics_lib.metrics").joinpath("sql", f"{family}.sql").read_text("utf-8")
+    parts = re.split(r"^--\s*name:\s*(\w+)\s*$", text, flags=re.M)
+    queries = {name: body.strip().rstrip(";") for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    if not queries:
+        raise MetricError(f"sql/{family}.sql has no named queries")
+    return queries
+
+
+def sql_header(family: str) -> str:
+    """The comment block that opens a family's SQL file: its written definitions."""
+    text = resources.files("analytics_lib.metrics").joinpath("sql", f"{family}.sql").read_text("utf-8")
+    lines = []
+    for line in text.splitlines():
+        if re.match(r"^--\s*name:", line):
+            break
+        if line.startswith("--"):
+            lines.append(line[2:].removeprefix(" "))
+    return "\n".join(lines).strip()
+
+
+@dataclass(frozen=True)
+class Scope:
+    period: Period
+    filters: Filters
+    currency: str
+    window: tuple[datetime, datetime] | None = None
+
+
+class MetricSession:
+    """Metric queries over one snapshot. Not for concurrent use from several threads at once:
+    the scope lives in the connection (``lock`` serialises callers that share a session)."""
+
+    def __init__(self, snapshot: Snapshot, settings: Settings | None = None, owns_snapshot: bool = False):
+        self.snapshot = snapshot
+        self.con = snapshot.con
+        self.settings = settings or get_settings()
+        self.lock = threading.RLock()
+        self._owns = owns_snapshot
+        self._scope: Scope | None = None
+        self._fx_currency: str | None = None
+        self._built: set[str] = set()
+        self._setup()
+
+    @classmethod
+    def open(cls, warehouse: Warehouse | str | None = None, as_of: datetime | dict[str, int] | None = None,
+             settings: Settings | None = None) -> MetricSession:
+        wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse, settings)
+        return cls(wh.snapshot(as_of=as_of), settings or wh.settings, owns_snapshot=True)
+
+    def close(self) -> None:
+        if self._owns:
+            self.snapshot.close()
+
+    def __enter__(self) -> MetricSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def versions(self) -> dict[str, int]:
+        return self.snapshot.versions
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _setup(self) -> None:
+        exps = pa.table({
+            "currency": list(CURRENCY_EXPONENTS),
+            "scale": [float(10**e) for e in CURRENCY_EXPONENTS.values()],
+        })
+        self.con.register("currency_scale_src", exps)
+        self.con.execute("CREATE OR REPLACE TEMP TABLE currency_scale AS SELECT * FROM currency_scale_src")
+        self.con.unregister("currency_scale_src")
+        self.con.execute("SET VARIABLE home_country = ?", [self.settings.home_country])
+        for statement in load_queries("_session").values():
+            self.con.execute(statement)
+
+    def scope(self, period: Period, filters: Filters | Mapping[str, Any] | None = None,
+              currency: str | None = None, window: tuple[datetime, datetime] | None = None) -> Scope:
+        """Make ``period``/``filters``/``currency`` the scope of the following queries.
+
+        ``window`` replaces the period's day bounds by exact UTC instants (the real-time window).
+        """
+        filters = Filters.of(filters)
+        try:
+            currency = normalise_currency(currency or self.settings.reporting_currency)
+        except ValueError as exc:
+            raise MetricError(str(exc)) from None
+        scope = Scope(period, filters, currency, window)
+        if scope == self._scope:
+            return scope
+        con = self.con
+        self._scope = None
+        if currency != self._fx_currency:
+            con.execute("SET VARIABLE rc = ?", [currency])
+            self._run_statement("_fx", "fx_factor")
+            self._fx_currency = currency
+        start, end = window or (period.start_utc, period.end_utc)
+        con.execute("SET VARIABLE tz = ?", [period.timezone])
+        con.execute("SET VARIABLE p_start = ?::TIMESTAMPTZ", [start])
+        con.execute("SET VARIABLE p_end = ?::TIMESTAMPTZ", [end])
+        con.execute("SET VARIABLE p_start_month = ?", [f"{start.astimezone(UTC):%Y-%m}"])
+        con.execute("SET VARIABLE p_end_month = ?", [f"{end.astimezone(UTC):%Y-%m}"])
+        con.execute("SET VARIABLE p_start_date = ?::DATE", [period.start])
+        con.execute("SET VARIABLE p_end_date = ?::DATE", [period.end])
+        for name in FILTER_COLUMNS:
+            con.execute(f"SET VARIABLE f_{name} = ?::VARCHAR[]", [list(filters.values.get(name, ()))])
+        self._built = set()
+        self._run_statement("_scope", "filtered_transactions")
+        self._scope = scope
+        self.ensure("payments")
+        return scope
+
+    def ensure(self, name: str) -> None:
+        """Build a scoped table of ``_scope.sql`` or ``_history.sql`` once per scope."""
+        if name in self._built:
+            return
+        for family in ("_scope", "_history"):
+            if name in load_queries(family):
+                self._run_statement(family, name)
+                break
+        else:
+            raise MetricError(f"no scoped table {name!r}")
+        self._built.add(name)
+        columns = {r[0] for r in self.con.execute(f'DESCRIBE "{name}"').fetchall()}
+        if "missing_rate" in columns:
+            missing = self.con.execute(
+                f'SELECT currency, CAST(created_at AS DATE) FROM "{name}" WHERE missing_rate '
+                "ORDER BY 2, 1 LIMIT 1"
+            ).fetchall()
+            if missing:
+                cur, day = missing[0]
+                self._built.discard(name)
+                raise MissingRateError(
+                    f"no FX rate for {cur} on {day} (needed to convert to {self._fx_currency})"
+                )
+
+    def _run_statement(self, family: str, name: str) -> None:
+        self.con.execute(load_queries(family)[name])
+
+    @property
+    def current(self) -> Scope:
+        if self._scope is None:
+            raise MetricError("no scope set: call session.scope(period, filters, currency) first")
+        return self._scope
+
+    # -- queries --------------------------------------------------------------------------
+    def query(self, family: str, name: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a named query of a family in the current scope."""
+        sql = self._prepare(family, name)
+        return self.con.execute(sql, dict(params or {})).df()
+
+    def row(self, family: str, name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A one-row query as a dict of plain Python values (ints stay ints, NULL is None)."""
+        result = self.con.execute(self._prepare(family, name), dict(params or {}))
+        columns = [d[0] for d in result.description]
+        rows = result.fetchall()
+        if len(rows) != 1:
+            raise MetricError(f"{family}.{name} returned {len(rows)} rows, expected 1")
+        return dict(zip(columns, rows[0], strict=True))
+
+    def _prepare(self, family: str, name: str) -> str:
+        """The query's text, after building the scoped tables it names in ``-- requires:``."""
+        queries = load_queries(family)
+        if name not in queries:
+            raise MetricError(f"no query {name!r} in sql/{family}.sql")
+        self.current  # noqa: B018 - raises if unscoped
+        sql = queries[name]
+        for needed in _requires(sql):
+            self.ensure(needed)
+        return sql
+
+    @contextmanager
+    def scoped(self, period: Period, filters: Filters | Mapping[str, Any] | None = None,
+               currency: str | None = None) -> Iterator[Scope]:
+        """Hold the lock and a scope for a block of queries."""
+        with self.lock:
+            yield self.scope(period, filters, currency)
+
+
+def _requires(sql: str) -> list[str]:
+    names: list[str] = []
+    for match in re.finditer(r"^--\s*requires:\s*(.+)$", sql, flags=re.M):
+        names += [n.strip() for n in match.group(1).split(",") if n.strip()]
+    return names
+
+
+def _py(value: Any) -> Any:
+    """numpy/pandas scalars -> plain Python (None for missing)."""
+    if value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return value
