@@ -171,6 +171,8 @@ class MetricSession:
         self.con.execute("CREATE OR REPLACE TEMP TABLE currency_scale AS SELECT * FROM currency_scale_src")
         self.con.unregister("currency_scale_src")
         self.con.execute("SET VARIABLE home_country = ?", [self.settings.home_country])
+        self.con.execute("SET VARIABLE mrr_cancel_at = 'period_end'")
+        self.con.execute("SET VARIABLE mrr_same_interval = 'count'")
         for statement in load_queries("_session").values():
             self.con.execute(statement)
 
@@ -216,6 +218,8 @@ class MetricSession:
             return
         for family in ("_scope", "_history"):
             if name in load_queries(family):
+                for needed in _requires(load_queries(family)[name]):
+                    self.ensure(needed)
                 self._run_statement(family, name)
                 break
         else:

@@ -1,0 +1,65 @@
+-- History set-up: tables over all history (not only the period), built on demand per scope.
+-- Filters apply; money is converted at the rate of each row's own UTC day.
+
+-- name: mrr_events
+-- Each subscription event with the monthly-normalised recurring revenue in force after it:
+-- price / billing_interval_months x (1 - discount_percent/100), converted at the rate of the day
+-- the terms were set, so exchange-rate drift never shows up as expansion or contraction.
+-- Trials, cancellations and unpaid ends (cancel with reason payment_failed) carry 0.
+-- mrr_cancel_at = 'period_end' (default) dates a cancel at its effective_at, 'request' at occurred_at.
+CREATE OR REPLACE TEMP VIEW mrr_events AS
+SELECT
+    e.event_id, e.subscription_id, e.customer_id, e.event_type, e.product_id,
+    e.billing_interval_months,
+    CASE WHEN e.event_type = 'cancel' AND getvariable('mrr_cancel_at') = 'request'
+         THEN e.occurred_at ELSE e.effective_at END AS at,
+    CASE WHEN e.event_type IN ('trial_start', 'cancel') THEN 0.0
+         ELSE round(e.price_minor / s.scale * (1 - e.discount_percent / 100.0) / e.billing_interval_months
+              * CASE WHEN e.currency = getvariable('rc') THEN 1.0 ELSE f.factor END, 6)
+    END AS mrr,
+    e.currency,
+    e.occurred_at AS created_at,
+    e.event_type NOT IN ('trial_start', 'cancel') AND e.currency <> getvariable('rc')
+        AND f.factor IS NULL AS missing_rate
+FROM subscription_events e
+JOIN currency_scale s ON s.currency = e.currency
+LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = CAST(e.occurred_at AS DATE)
+LEFT JOIN customers c ON c.customer_id = e.customer_id
+LEFT JOIN subscriptions sub ON sub.subscription_id = e.subscription_id
+WHERE (len(getvariable('f_currency')) = 0 OR list_contains(getvariable('f_currency'), e.currency))
+  AND (len(getvariable('f_country')) = 0 OR list_contains(getvariable('f_country'), c.country_code))
+  AND (len(getvariable('f_product')) = 0 OR list_contains(getvariable('f_product'), e.product_id))
+  AND (len(getvariable('f_plan_type')) = 0 OR list_contains(getvariable('f_plan_type'),
+        CASE e.billing_interval_months WHEN 1 THEN 'monthly' WHEN 12 THEN 'annual' ELSE 'other' END))
+  AND (len(getvariable('f_discount_code')) = 0 OR list_contains(getvariable('f_discount_code'), sub.discount_code))
+  AND len(getvariable('f_payment_method')) = 0
+  AND len(getvariable('f_provider')) = 0
+  AND len(getvariable('f_campaign')) = 0
+
+-- name: customer_months
+-- One row per customer and local calendar month with successful payments, up to the period end.
+CREATE OR REPLACE TEMP TABLE customer_months AS
+SELECT
+    t.customer_id,
+    CAST(date_trunc('month', timezone(getvariable('tz'), t.created_at)) AS DATE) AS month,
+    count(*) AS payments,
+    sum(t.amount_minor / s.scale
+        * CASE WHEN t.currency = getvariable('rc') THEN 1.0 ELSE f.factor END) AS revenue,
+    min(t.created_at) AS first_at,
+    max(t.created_at) AS last_at,
+    min(t.created_at) FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS created_at,
+    bool_or(t.currency <> getvariable('rc') AND f.factor IS NULL) AS missing_rate,
+    any_value(t.currency) FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS currency
+FROM filtered_transactions t
+JOIN currency_scale s ON s.currency = t.currency
+LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = CAST(t.created_at AS DATE)
+WHERE is_successful(t.status) AND t.created_at < getvariable('p_end')
+GROUP BY ALL
+
+-- name: customer_firsts
+-- requires: customer_months
+CREATE OR REPLACE TEMP TABLE customer_firsts AS
+SELECT customer_id, min(first_at) AS first_at, max(last_at) AS last_at, min(month) AS cohort_month,
+       sum(payments) AS payments, sum(revenue) AS revenue
+FROM customer_months
+GROUP BY ALL

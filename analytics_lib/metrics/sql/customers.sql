@@ -1,0 +1,155 @@
+-- Family: customers. A customer is counted in a period when they have a successful payment in it
+-- (after filters). History-based measures look at all successful payments up to the period end.
+--
+-- total_customers      distinct customers with a successful payment in the period
+-- new_customers        of those, customers whose first successful payment ever is in the period
+-- returning_customers  of those, customers who had paid before the period (total - new)
+-- arpu                 gross revenue of the period / total_customers (average revenue per paying user)
+-- historical_clv       revenue of all successful payments up to the period end / customers who ever paid
+-- cac                  marketing spend in the period (converted at the spend day's rate) / new customers
+-- rfm                  per customer as of the period end: recency (days since last payment),
+--                      frequency (successful payments), monetary (their revenue); each scored 1-5 by
+--                      quintile (5 = best) and named by the usual RFM segment map
+-- cohorts              customers grouped by the local month of their first successful payment; for each
+--                      month since, the share of the cohort paying in it (customer retention) and the
+--                      cohort's revenue in it relative to its first month (revenue retention)
+
+-- name: summary
+-- requires: customer_firsts
+WITH paying AS (SELECT DISTINCT customer_id FROM payments WHERE is_success)
+SELECT
+    count(*) AS total_customers,
+    count(*) FILTER (WHERE f.first_at >= getvariable('p_start')) AS new_customers,
+    count(*) FILTER (WHERE f.first_at < getvariable('p_start')) AS returning_customers,
+    (SELECT sum(amount_rc) FROM payments WHERE is_success) / nullif(count(*), 0) AS arpu,
+    (SELECT sum(revenue) / nullif(count(*), 0) FROM customer_firsts) AS historical_clv,
+    (SELECT count(*) FROM customer_firsts) AS customers_ever
+FROM paying JOIN customer_firsts f USING (customer_id)
+
+-- name: marketing_spend
+-- spend in the period, converted at the spend day's rate; filters: country and campaign
+WITH spend AS (
+    SELECT m.*, m.spend_minor / s.scale
+               * CASE WHEN m.currency = getvariable('rc') THEN 1.0 ELSE f.factor END AS spend_rc,
+           m.currency <> getvariable('rc') AND f.factor IS NULL AS missing_rate
+    FROM marketing_spend m
+    JOIN currency_scale s ON s.currency = m.currency
+    LEFT JOIN fx_factor f ON f.currency = m.currency AND f.rate_date = m.spend_date
+    WHERE m.spend_date >= getvariable('p_start_date') AND m.spend_date < getvariable('p_end_date')
+      AND (len(getvariable('f_country')) = 0 OR list_contains(getvariable('f_country'), m.country_code))
+      AND (len(getvariable('f_campaign')) = 0 OR list_contains(getvariable('f_campaign'), m.campaign_id))
+)
+SELECT coalesce(sum(spend_rc), 0) AS marketing_spend,
+       count(*) FILTER (WHERE missing_rate) AS missing_rate_rows,
+       min(currency) FILTER (WHERE missing_rate) AS missing_currency,
+       min(spend_date) FILTER (WHERE missing_rate) AS missing_day
+FROM spend
+
+-- name: spend_by_channel
+-- requires: customer_firsts
+WITH spend AS (
+    SELECT m.channel, m.spend_minor / s.scale
+               * CASE WHEN m.currency = getvariable('rc') THEN 1.0 ELSE f.factor END AS spend_rc
+    FROM marketing_spend m
+    JOIN currency_scale s ON s.currency = m.currency
+    LEFT JOIN fx_factor f ON f.currency = m.currency AND f.rate_date = m.spend_date
+    WHERE m.spend_date >= getvariable('p_start_date') AND m.spend_date < getvariable('p_end_date')
+      AND (len(getvariable('f_country')) = 0 OR list_contains(getvariable('f_country'), m.country_code))
+      AND (len(getvariable('f_campaign')) = 0 OR list_contains(getvariable('f_campaign'), m.campaign_id))
+),
+acquired AS (
+    SELECT coalesce(c.acquisition_channel, 'unknown') AS channel, count(*) AS new_customers
+    FROM customer_firsts f JOIN customers c USING (customer_id)
+    WHERE f.first_at >= getvariable('p_start') AND f.first_at < getvariable('p_end')
+    GROUP BY ALL
+)
+SELECT coalesce(s.channel, a.channel) AS channel,
+       coalesce(s.spend, 0) AS marketing_spend,
+       coalesce(a.new_customers, 0) AS new_customers,
+       s.spend / nullif(a.new_customers, 0) AS cac
+FROM (SELECT channel, sum(spend_rc) AS spend FROM spend GROUP BY ALL) s
+FULL JOIN acquired a USING (channel)
+ORDER BY marketing_spend DESC, channel
+
+-- name: rfm
+-- requires: customer_firsts
+WITH base AS (
+    SELECT customer_id,
+           date_diff('day', last_at, getvariable('p_end')) AS recency_days,
+           payments AS frequency,
+           revenue AS monetary
+    FROM customer_firsts
+),
+scored AS (
+    SELECT *,
+           6 - ntile(5) OVER (ORDER BY recency_days, customer_id) AS r_score,
+           ntile(5) OVER (ORDER BY frequency, customer_id) AS f_score,
+           ntile(5) OVER (ORDER BY monetary, customer_id) AS m_score
+    FROM base
+)
+SELECT *,
+    CASE
+        WHEN r_score >= 4 AND f_score >= 4 THEN 'Champions'
+        WHEN r_score >= 3 AND f_score >= 3 THEN 'Loyal'
+        WHEN r_score >= 4 AND f_score <= 2 THEN 'New / promising'
+        WHEN r_score = 3 AND f_score <= 2 THEN 'Potential loyalists'
+        WHEN r_score <= 2 AND f_score >= 4 THEN 'Cannot lose them'
+        WHEN r_score <= 2 AND f_score = 3 THEN 'At risk'
+        WHEN r_score = 2 AND f_score <= 2 THEN 'Hibernating'
+        ELSE 'Lost'
+    END AS segment
+FROM scored
+
+-- name: day_hour
+-- successful payments of the period by local weekday (1 = Monday) and hour
+SELECT isodow(created_local) AS weekday, hour(created_local) AS hour,
+       count(*) AS payments, sum(amount_rc) AS revenue
+FROM payments WHERE is_success
+GROUP BY ALL ORDER BY weekday, hour
+
+-- name: time_between_purchases
+-- days between consecutive successful payments of a customer, payments up to the period end
+WITH s AS (
+    SELECT customer_id, created_at,
+           date_diff('second', lag(created_at) OVER (PARTITION BY customer_id ORDER BY created_at), created_at) / 86400.0 AS gap_days
+    FROM filtered_transactions
+    WHERE is_successful(status) AND created_at < getvariable('p_end') AND attempt_number = 1
+)
+SELECT count(gap_days) AS gaps, median(gap_days) AS median_days, avg(gap_days) AS mean_days,
+       quantile_cont(gap_days, 0.9) AS p90_days,
+       count(DISTINCT customer_id) FILTER (WHERE gap_days IS NOT NULL) AS repeat_customers
+FROM s
+
+-- name: course_pairs
+-- courses bought by the same customer (up to the period end): the most frequent pairs
+WITH bought AS (
+    SELECT DISTINCT t.customer_id, t.product_id
+    FROM filtered_transactions t JOIN products p ON p.product_id = t.product_id AND p.product_type = 'course'
+    WHERE is_successful(t.status) AND t.created_at < getvariable('p_end')
+)
+SELECT a.product_id AS course_a, b.product_id AS course_b, count(*) AS customers
+FROM bought a JOIN bought b ON a.customer_id = b.customer_id AND a.product_id < b.product_id
+GROUP BY ALL
+ORDER BY customers DESC, course_a, course_b
+LIMIT 20
+
+-- name: cohorts
+-- requires: customer_firsts
+WITH cm AS (
+    SELECT m.customer_id, f.cohort_month, m.month, m.revenue,
+           date_diff('month', f.cohort_month, m.month) AS months_since
+    FROM customer_months m JOIN customer_firsts f USING (customer_id)
+    WHERE f.cohort_month >= CAST(date_trunc('month', getvariable('p_end_date') - INTERVAL 1 DAY) AS DATE)
+                            - to_months($cohort_months - 1)
+),
+sizes AS (SELECT cohort_month, count(DISTINCT customer_id) AS cohort_size,
+                 sum(revenue) FILTER (WHERE months_since = 0) AS first_month_revenue
+          FROM cm GROUP BY ALL)
+SELECT cm.cohort_month, s.cohort_size, cm.months_since,
+       count(DISTINCT cm.customer_id) AS active_customers,
+       count(DISTINCT cm.customer_id) / s.cohort_size AS customer_retention,
+       sum(cm.revenue) AS revenue,
+       sum(cm.revenue) / nullif(s.first_month_revenue, 0) AS revenue_retention
+FROM cm JOIN sizes s USING (cohort_month)
+GROUP BY ALL
+ORDER BY cm.cohort_month, cm.months_since

@@ -1,0 +1,56 @@
+-- Family: provider and method performance. Payments created in the period.
+--
+-- success_rate / authorization_rate  as in the transactions family, per provider and method
+-- latency_p50_ms / latency_p95_ms    processing latency of successful attempts: completed_at - created_at
+-- error mix                          failure reasons per provider, as shares of its failures
+-- fee_per_net_revenue                the provider's fees / the provider's net revenue (gross - refunds -
+--                                    chargebacks - fees of its payments, each dated as in revenue):
+--                                    what one unit of net revenue costs in fees with that provider
+-- effective_fee_rate                 fees / gross revenue
+
+-- name: providers
+-- requires: scoped_refunds, scoped_disputes, scoped_fees
+WITH p AS (
+    SELECT provider,
+           count(*) AS transactions,
+           count(*) FILTER (WHERE is_success) AS successful,
+           count(*) FILTER (WHERE is_failed) AS failed,
+           count(*) FILTER (WHERE is_success) / count(*) AS success_rate,
+           count(*) FILTER (WHERE outcome_type = 'authorized')
+               / nullif(count(*) FILTER (WHERE outcome_type IN ('authorized', 'issuer_declined')), 0) AS authorization_rate,
+           coalesce(sum(amount_rc) FILTER (WHERE is_success), 0) AS gross_revenue,
+           quantile_cont(date_diff('millisecond', created_at, completed_at), 0.5) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p50_ms,
+           quantile_cont(date_diff('millisecond', created_at, completed_at), 0.95) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p95_ms,
+           count(*) FILTER (WHERE outcome_type = 'provider_error') / count(*) AS provider_error_rate,
+           count(*) FILTER (WHERE attempt_number > 1) AS retries
+    FROM payments GROUP BY ALL
+),
+r AS (SELECT provider, sum(amount_rc) AS refunds FROM scoped_refunds GROUP BY ALL),
+d AS (SELECT provider, sum(amount_rc) FILTER (WHERE status <> 'won') AS chargebacks FROM scoped_disputes GROUP BY ALL),
+f AS (SELECT provider, sum(amount_rc) AS fees FROM scoped_fees GROUP BY ALL)
+SELECT p.*,
+       coalesce(f.fees, 0) AS fees,
+       p.gross_revenue - coalesce(r.refunds, 0) - coalesce(d.chargebacks, 0) - coalesce(f.fees, 0) AS net_revenue,
+       coalesce(f.fees, 0) / nullif(p.gross_revenue - coalesce(r.refunds, 0) - coalesce(d.chargebacks, 0) - coalesce(f.fees, 0), 0) AS fee_per_net_revenue,
+       coalesce(f.fees, 0) / nullif(p.gross_revenue, 0) AS effective_fee_rate
+FROM p LEFT JOIN r USING (provider) LEFT JOIN d USING (provider) LEFT JOIN f USING (provider)
+ORDER BY transactions DESC, provider
+
+-- name: provider_methods
+SELECT provider, payment_method,
+       count(*) AS transactions,
+       count(*) FILTER (WHERE is_success) / count(*) AS success_rate,
+       count(*) FILTER (WHERE outcome_type = 'authorized')
+           / nullif(count(*) FILTER (WHERE outcome_type IN ('authorized', 'issuer_declined')), 0) AS authorization_rate,
+       quantile_cont(date_diff('millisecond', created_at, completed_at), 0.5) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p50_ms,
+       quantile_cont(date_diff('millisecond', created_at, completed_at), 0.95) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p95_ms
+FROM payments
+GROUP BY ALL
+ORDER BY provider, transactions DESC, payment_method
+
+-- name: error_mix
+SELECT provider, coalesce(failure_reason, 'other') AS failure_reason, count(*) AS failures,
+       count(*) / sum(count(*)) OVER (PARTITION BY provider) AS share_of_provider_failures
+FROM payments WHERE is_failed
+GROUP BY ALL
+ORDER BY provider, failures DESC, failure_reason

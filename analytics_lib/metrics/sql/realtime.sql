@@ -1,0 +1,43 @@
+-- Family: real time. The scope is a window of exact instants (default the 24 hours before "now").
+--
+-- transactions_per_hour  attempts in the window / window hours
+-- success_rate / failure_rate / average_value as in the transactions family
+-- revenue_per_hour       successful volume / window hours
+-- active_users           distinct customers with a payment attempt or a checkout event in the window
+-- fraud_alerts           alerts raised in the window that are still open
+
+-- name: summary
+SELECT
+    count(*) AS transactions,
+    count(*) / $hours AS transactions_per_hour,
+    count(*) FILTER (WHERE is_success) / nullif(count(*), 0) AS success_rate,
+    count(*) FILTER (WHERE is_failed) / nullif(count(*), 0) AS failure_rate,
+    sum(amount_rc) FILTER (WHERE is_success) / nullif(count(*) FILTER (WHERE is_success), 0) AS average_value,
+    coalesce(sum(amount_rc) FILTER (WHERE is_success), 0) AS revenue,
+    coalesce(sum(amount_rc) FILTER (WHERE is_success), 0) / $hours AS revenue_per_hour,
+    (SELECT count(DISTINCT customer_id) FROM (
+        SELECT customer_id FROM payments
+        UNION ALL
+        SELECT customer_id FROM checkout_events
+        WHERE occurred_month BETWEEN getvariable('p_start_month') AND getvariable('p_end_month')
+          AND occurred_at >= getvariable('p_start') AND occurred_at < getvariable('p_end')
+          AND customer_id IS NOT NULL)) AS active_users,
+    (SELECT count(*) FROM fraud_alerts WHERE status = 'open'
+        AND created_at >= getvariable('p_start') AND created_at < getvariable('p_end')) AS open_fraud_alerts
+FROM payments
+
+-- name: hourly
+SELECT date_trunc('hour', created_local) AS hour,
+       count(*) AS transactions,
+       count(*) FILTER (WHERE is_success) AS successful,
+       count(*) FILTER (WHERE is_failed) AS failed,
+       coalesce(sum(amount_rc) FILTER (WHERE is_success), 0) AS revenue
+FROM payments GROUP BY ALL ORDER BY hour
+
+-- name: distribution
+-- $dimension: country or payment_method
+SELECT CASE $dimension WHEN 'country' THEN country_code ELSE payment_method END AS value,
+       count(*) AS transactions,
+       count(*) / sum(count(*)) OVER () AS share,
+       coalesce(sum(amount_rc) FILTER (WHERE is_success), 0) AS revenue
+FROM payments GROUP BY ALL ORDER BY transactions DESC, value
