@@ -259,3 +259,13 @@ def test_failure_reasons_from_seller_message() -> None:
     assert failure_reason("decline code `fraudulent`") == "fraudulent"
     assert failure_reason("The bank did not return any further details with this decline.") == "card_declined"
     assert failure_reason(None) == "card_declined"
+
+
+def test_fee_is_in_the_converted_currency(wh: Warehouse, tmp_path: Path) -> None:
+    rows = [charge("ch_eur", Currency="eur", Amount="100.00", Fee="3.20", Converted_Currency="usd",
+                   Converted_Amount="108.00")]
+    ingest(write_export(tmp_path / "fx.csv", rows), "stripe", wh)
+    (fee,) = table(wh, "fees")
+    assert (fee["amount_minor"], fee["currency"], fee["provider"]) == (320, "USD", "stripe")
+    (tx,) = table(wh, "transactions")
+    assert (tx["amount_minor"], tx["currency"]) == (10000, "EUR")

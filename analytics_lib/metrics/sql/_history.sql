@@ -12,7 +12,7 @@ SELECT
     e.event_id, e.subscription_id, e.customer_id, e.event_type, e.product_id,
     e.billing_interval_months,
     CASE WHEN e.event_type = 'cancel' AND getvariable('mrr_cancel_at') = 'request'
-         THEN e.occurred_at ELSE e.effective_at END AS at,
+         THEN e.occurred_at ELSE e.effective_at END AS effective_ts,
     CASE WHEN e.event_type IN ('trial_start', 'cancel') THEN 0.0
          ELSE round(e.price_minor / s.scale * (1 - e.discount_percent / 100.0) / e.billing_interval_months
               * CASE WHEN e.currency = getvariable('rc') THEN 1.0 ELSE f.factor END, 6)

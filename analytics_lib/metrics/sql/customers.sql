@@ -145,11 +145,11 @@ WITH cm AS (
 sizes AS (SELECT cohort_month, count(DISTINCT customer_id) AS cohort_size,
                  sum(revenue) FILTER (WHERE months_since = 0) AS first_month_revenue
           FROM cm GROUP BY ALL)
-SELECT cm.cohort_month, s.cohort_size, cm.months_since,
+SELECT cm.cohort_month, any_value(s.cohort_size) AS cohort_size, cm.months_since,
        count(DISTINCT cm.customer_id) AS active_customers,
-       count(DISTINCT cm.customer_id) / s.cohort_size AS customer_retention,
+       count(DISTINCT cm.customer_id) / any_value(s.cohort_size) AS customer_retention,
        sum(cm.revenue) AS revenue,
-       sum(cm.revenue) / nullif(s.first_month_revenue, 0) AS revenue_retention
+       sum(cm.revenue) / nullif(any_value(s.first_month_revenue), 0) AS revenue_retention
 FROM cm JOIN sizes s USING (cohort_month)
-GROUP BY ALL
+GROUP BY cm.cohort_month, cm.months_since
 ORDER BY cm.cohort_month, cm.months_since

@@ -31,10 +31,10 @@ grid AS (SELECT s.subscription_id, s.customer_id, p.t FROM subs s CROSS JOIN poi
 state AS (
     SELECT g.customer_id, g.t, coalesce(e.mrr, 0) AS mrr
     FROM grid g ASOF LEFT JOIN mrr_events e
-      ON e.subscription_id = g.subscription_id AND e.at < g.t
+      ON e.subscription_id = g.subscription_id AND e.effective_ts < g.t
 ),
 cust AS (SELECT customer_id, t, round(sum(mrr), 6) AS mrr FROM state GROUP BY ALL),
-first_paid AS (SELECT customer_id, min(at) AS first_paid_at FROM mrr_events WHERE mrr > 0 GROUP BY ALL),
+first_paid AS (SELECT customer_id, min(effective_ts) AS first_paid_at FROM mrr_events WHERE mrr > 0 GROUP BY ALL),
 pairs AS (
     SELECT b.interval_no, b.label, b.b_start, b.b_end, c0.customer_id,
            c0.mrr AS mrr_start, c1.mrr AS mrr_end
@@ -44,7 +44,7 @@ pairs AS (
 ),
 peaks AS (
     SELECT b.interval_no, e.customer_id, max(e.mrr) AS peak
-    FROM mrr_bounds b JOIN mrr_events e ON e.at >= b.b_start AND e.at < b.b_end AND e.mrr > 0
+    FROM mrr_bounds b JOIN mrr_events e ON e.effective_ts >= b.b_start AND e.effective_ts < b.b_end AND e.mrr > 0
     GROUP BY ALL
 ),
 classified AS (
@@ -88,13 +88,16 @@ GROUP BY ALL
 ORDER BY interval_no
 
 -- name: by_plan
--- MRR in force at the period end by plan
+-- MRR in force at the period end by plan (mrr_bounds interval 0 ends at the period end)
 -- requires: mrr_events
-WITH subs AS (SELECT DISTINCT subscription_id FROM mrr_events),
+WITH subs AS (
+    SELECT DISTINCT e.subscription_id, b.b_end AS t
+    FROM mrr_events e CROSS JOIN (SELECT b_end FROM mrr_bounds WHERE interval_no = 0) b
+),
 state AS (
-    SELECT e.product_id, e.billing_interval_months, coalesce(e.mrr, 0) AS mrr, e.event_type
-    FROM subs s ASOF LEFT JOIN mrr_events e
-      ON e.subscription_id = s.subscription_id AND e.at < getvariable('p_end')
+    SELECT e.product_id, e.billing_interval_months, e.mrr, e.event_type
+    FROM subs s ASOF JOIN mrr_events e
+      ON e.subscription_id = s.subscription_id AND e.effective_ts < s.t
 )
 SELECT
     state.product_id,
@@ -105,7 +108,6 @@ SELECT
     sum(mrr) AS mrr,
     sum(mrr) / nullif(sum(sum(mrr)) OVER (), 0) AS share_of_mrr
 FROM state LEFT JOIN products p USING (product_id)
-WHERE state.product_id IS NOT NULL
 GROUP BY state.product_id
 HAVING count(*) FILTER (WHERE mrr > 0) > 0 OR count(*) FILTER (WHERE event_type = 'trial_start') > 0
 ORDER BY mrr DESC, product_id

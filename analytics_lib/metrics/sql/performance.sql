@@ -52,5 +52,5 @@ ORDER BY provider, transactions DESC, payment_method
 SELECT provider, coalesce(failure_reason, 'other') AS failure_reason, count(*) AS failures,
        count(*) / sum(count(*)) OVER (PARTITION BY provider) AS share_of_provider_failures
 FROM payments WHERE is_failed
-GROUP BY ALL
+GROUP BY provider, coalesce(failure_reason, 'other')
 ORDER BY provider, failures DESC, failure_reason
