@@ -172,3 +172,17 @@ def test_failed_commit_leaves_tables_at_their_previous_version(tmp_path, warehou
     with warehouse.snapshot() as snap:
         assert snap.scalar("SELECT sum(amount_minor) FROM transactions") == total_before
         assert snap.count("transactions") == 2
+
+
+def test_rejects_keep_no_personal_data(tmp_path, warehouse: Warehouse):
+    bad = payment("pay_bad", amount=-1, **{"metadata.ipAddress": "203.0.113.99",
+                                          "metadata.userAgent": "Mozilla/5.0 (SecretPhone)"})
+    bad["customerEmail"] = "ada.lovelace@example.com"
+    res = ingest(write_jsonl(tmp_path / "a.jsonl", [bad, "not json ada.lovelace@example.com 198.51.100.7"]),
+                 "platform-json", warehouse)
+    assert res.rejected == 2
+    with warehouse.snapshot() as snap:
+        dump = snap.sql("SELECT * FROM ingest_rejects").to_csv()
+    for secret in ("203.0.113.99", "SecretPhone", "ada.lovelace", "198.51.100.7"):
+        assert secret not in dump
+    assert "[redacted]" in dump and "pay_bad" in dump

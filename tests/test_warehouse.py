@@ -70,12 +70,16 @@ def test_only_new_leaves_existing_rows(warehouse: Warehouse):
 def test_bad_batches_are_refused_before_writing(warehouse: Warehouse):
     with pytest.raises(WarehouseError, match="duplicate keys"):
         warehouse.upsert("transactions", [tx(1), tx(1)])
-    with pytest.raises(WarehouseError, match="required column 'amount_minor'"):
+    with pytest.raises(WarehouseError, match="required column 'amount_minor' is missing"):
         row = tx(1)
         del row["amount_minor"]
         warehouse.upsert("transactions", [row])
-    with pytest.raises(WarehouseError, match="null"):
-        warehouse.upsert("transactions", [tx(1, currency=None)])
+    with pytest.raises(WarehouseError, match="'currency' is missing or null in 1 rows"):
+        warehouse.upsert("transactions", [tx(1), tx(2, currency=None)])
+    # a nullable key absent from the first row is kept for the rows that have it
+    rows = [tx(3), tx(4, failure_reason="expired_card")]
+    assert "failure_reason" not in rows[0]
+    assert warehouse.conform("transactions", rows).column("failure_reason").to_pylist() == [None, "expired_card"]
     assert warehouse.versions()["transactions"] <= 0
 
 

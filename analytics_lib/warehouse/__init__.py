@@ -10,7 +10,7 @@ from analytics_lib.warehouse.snapshot import Snapshot
 from analytics_lib.warehouse.tables import Warehouse, WarehouseError, WriteResult, new_batch_id
 
 
-def snapshot(location: str | None = None, **kwargs):  # type: ignore[no-untyped-def]
+def snapshot(location: str | None = None, **kwargs):
     """Open a snapshot of the configured warehouse (or ``location``)."""
     return Warehouse(location).snapshot(**kwargs)
 

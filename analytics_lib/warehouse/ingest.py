@@ -32,6 +32,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analytics_lib.warehouse import privacy
 from analytics_lib.warehouse.schema import WRITE_ORDER, get_table
 from analytics_lib.warehouse.sources import IngestError, Record, Reject, get_source
 from analytics_lib.warehouse.tables import Warehouse, new_batch_id
@@ -183,7 +184,8 @@ def _write_rejects(warehouse: Warehouse, rejects: list[Reject], source: str, fil
         reject_id = hashlib.sha256(f"{source}\x1f{file}\x1f{rej.line}\x1f{rej.reason}".encode()).hexdigest()[:32]
         rows[reject_id] = {
             "reject_id": reject_id, "batch_id": batch_id, "source": source, "file": file,
-            "line": rej.line, "reason": rej.reason[:1000], "raw": rej.raw[:RAW_LIMIT],
+            "line": rej.line, "reason": privacy.redact_text(rej.reason[:1000]),
+            "raw": privacy.redact_text(rej.raw[:RAW_LIMIT]),
             "raw_length": rej.raw_length or len(rej.raw), "rejected_at": now,
         }
     warehouse.upsert("ingest_rejects", pa.Table.from_pylist(list(rows.values())), batch_id, only_new=True)

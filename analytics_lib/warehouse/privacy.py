@@ -72,3 +72,22 @@ def referrer_domain(referrer: str | None) -> str | None:
     text = referrer.strip()
     host = urlsplit(text if "//" in text else "//" + text).hostname
     return host.lower()[:255] if host else None
+
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_JSON_PERSONAL = re.compile(
+    r'("(?:ipAddress|ip_address|ip|userAgent|user_agent|email|customerEmail|customer_email)"\s*:\s*)'
+    r'"(?:[^"\\]|\\.)*"',
+    re.I,
+)
+REDACTED = "[redacted]"
+
+
+def redact_text(text: str) -> str:
+    """Remove personal data from raw input text kept for people to read (ingest rejects):
+    e-mail addresses, IPv4 addresses, and the values of JSON keys that hold an IP address,
+    user agent or e-mail."""
+    text = _JSON_PERSONAL.sub(lambda m: m.group(1) + f'"{REDACTED}"', text)
+    text = _EMAIL.sub(REDACTED, text)
+    return _IPV4.sub(REDACTED, text)

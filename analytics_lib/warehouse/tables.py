@@ -167,8 +167,10 @@ class Warehouse:
     def conform(self, name: str, data: pa.Table | Sequence[dict]) -> pa.Table:
         """Cast a batch to the table's business columns (missing nullable columns become null)."""
         spec = get_table(name)
+        schema = pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in spec.columns])
         if not isinstance(data, pa.Table):
-            data = pa.Table.from_pylist(list(data))
+            # with the schema given, a key absent from some rows (even the first) becomes null
+            data = pa.Table.from_pylist(list(data), schema=pa.schema([f.with_nullable(True) for f in schema]))
         arrays = []
         for col in spec.columns:
             if col.name in data.column_names:
@@ -176,13 +178,13 @@ class Warehouse:
                 if arr.type != col.arrow_type:
                     arr = arr.cast(col.arrow_type)
             else:
-                if not col.nullable:
-                    raise WarehouseError(f"table {name}: required column {col.name!r} missing from batch")
                 arr = pa.nulls(data.num_rows, col.arrow_type)
             if not col.nullable and arr.null_count:
-                raise WarehouseError(f"table {name}: column {col.name!r} has {arr.null_count} null values")
+                raise WarehouseError(
+                    f"table {name}: required column {col.name!r} is missing or null in {arr.null_count} rows"
+                )
             arrays.append(arr)
-        return pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in spec.columns]))
+        return pa.Table.from_arrays(arrays, schema=schema)
 
     def upsert(
         self,
