@@ -188,7 +188,12 @@ def recurring_revenue(session: MetricSession, period: Period, filters: Any = Non
     """MRR, ARR and MRR movements per month, quick ratio, churn and retention rates."""
     options = options or MetricOptions()
     f = Filters.of(filters)
-    ignored = sorted(set(f.values) - set(FILTERS_FOR_MRR))
+    not_applicable = sorted(set(f.values) - set(FILTERS_FOR_MRR))
+    if not_applicable:
+        # subscriptions have no provider, payment method or campaign: no honest MRR exists for
+        # such a filter, so say so instead of showing the unfiltered (or a zero) figure
+        return MetricSection("recurring_revenue", {"mrr": None, "arr": None,
+                                                   "not_applicable_filters": not_applicable}, {})
     with session.lock:
         session.scope(period, f, currency)
         session.con.execute("SET VARIABLE mrr_cancel_at = ?", [options.mrr_cancel_at])
@@ -201,8 +206,8 @@ def recurring_revenue(session: MetricSession, period: Period, filters: Any = Non
             session.con.unregister("mrr_bounds")
     whole = moves[moves["interval_no"] == 0]
     months = moves[moves["interval_no"] > 0].drop(columns=["interval_no"]).reset_index(drop=True)
-    if months.empty or whole.empty:
-        summary: dict[str, Any] = {"mrr": 0.0, "arr": 0.0}
+    if months.empty or whole.empty:  # no subscription has any event yet
+        summary: dict[str, Any] = {"mrr": 0.0, "arr": 0.0, "subscribers": 0}
         return MetricSection("recurring_revenue", summary, {"movements": months, "by_plan": by_plan})
     w = {k: _plain(v) for k, v in whole.iloc[0].items()}
     totals = {c: float(months[c].sum()) for c in
@@ -229,7 +234,6 @@ def recurring_revenue(session: MetricSession, period: Period, filters: Any = Non
         "arpa": _ratio(end_mrr, months.iloc[-1]["subscribers_end"]),
         "trialing": int(by_plan["trialing"].sum()) if not by_plan.empty else 0,
         "conventions": {"cancel_at": options.mrr_cancel_at, "same_interval": options.mrr_same_interval},
-        "ignored_filters": ignored,
     }
     return MetricSection("recurring_revenue", summary, {"movements": months, "by_plan": by_plan})
 

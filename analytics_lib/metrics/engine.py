@@ -232,11 +232,17 @@ class MetricSession:
                 "ORDER BY 2, 1 LIMIT 1"
             ).fetchall()
             if missing:
-                cur, day = missing[0]
                 self._built.discard(name)
-                raise MissingRateError(
-                    f"no FX rate for {cur} on {day} (needed to convert to {self._fx_currency})"
-                )
+                raise MissingRateError(self._missing_rate_message(*missing[0]))
+
+    def _missing_rate_message(self, currency: str, day: Any) -> str:
+        rc = self._fx_currency
+        has_target = rc == "USD" or self.con.execute(
+            "SELECT count(*) FROM fx_rates WHERE currency = ? AND rate_date = ?", [rc, day]
+        ).fetchall()[0][0]
+        if not has_target:
+            return f"no FX rate for {rc} (the reporting currency) on {day}, needed to convert {currency}"
+        return f"no FX rate for {currency} on {day} (needed to convert to {rc})"
 
     def _run_statement(self, family: str, name: str) -> None:
         self.con.execute(load_queries(family)[name])
