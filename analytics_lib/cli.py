@@ -49,6 +49,7 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except (IngestError, ConfigError, WarehouseError, FileNotFoundError, ValueError, KeyError) as exc:
+            # MetricError, PeriodError and MissingRateError are ValueErrors too
             if ctx.find_root().obj and ctx.find_root().obj.debug:
                 raise
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -192,6 +193,60 @@ def info(obj: _Context, fmt: str) -> None:
     click.echo(f"warehouse: {wh.location}")
     for row in rows:
         click.echo(f"  {row['table']:<20} version {row['version']:>4}  files {row['files']:>5}  rows {row['rows']:>12,}")
+
+
+@main.command()
+@click.option("--period", "period_text", metavar="P", default=None,
+              help="2024-05, 2024-Q2, 2024-W18, 2024-05-03, 2024, last-month, last-30-days, ... (default last-month)")
+@click.option("--start", metavar="YYYY-MM-DD", default=None, help="First day (instead of --period).")
+@click.option("--end", metavar="YYYY-MM-DD", default=None, help="Last day, inclusive (with --start).")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE[,VALUE]",
+              help="Filter: currency, country, payment_method, provider, plan_type, product, campaign, discount_code.")
+@click.option("--currency", default=None, help="Reporting currency (default $PAYMENT_ANALYTICS_CURRENCY or USD).")
+@click.option("--timezone", default=None, help="Business time zone (default $PAYMENT_ANALYTICS_TIMEZONE).")
+@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True)
+@click.pass_obj
+@_friendly_errors
+def analytics(obj: _Context, period_text: str | None, start: str | None, end: str | None,
+              filters: tuple[str, ...], currency: str | None, timezone: str | None, fmt: str) -> None:
+    """Comprehensive analytics for a period and filters (JSON: money in major units)."""
+    from analytics_lib import metrics
+    from analytics_lib.config import get_settings
+
+    settings = get_settings()
+    tz = timezone or settings.timezone
+    if period_text and (start or end):
+        _fail("give either --period or --start/--end, not both")
+    if start or end:
+        if not (start and end):
+            _fail("--start and --end go together")
+        period = metrics.Period.between(start, end, tz)  # type: ignore[arg-type]
+    else:
+        period = metrics.Period.parse(period_text or "last-month", tz)
+    parsed = metrics.Filters.parse(list(filters))
+    with metrics.MetricSession.open(obj.warehouse()) as session:
+        result = metrics.comprehensive_analytics(period, parsed, currency, session=session)
+    if fmt == "json":
+        click.echo(result.to_json())
+        return
+    click.echo(f"{period.label} ({period.start} to {period.last_day}, {tz}), {result.currency}"
+               + (f", filters {parsed.to_dict()}" if parsed else ""))
+    for key, value in result.summary.items():
+        click.echo(f"  {key:<28} {_format_value(key, value)}")
+    click.echo("trends vs previous period:")
+    for t in result.trends:
+        pct = "" if t.change_percent is None else f"{t.change_percent:+.1%}"
+        click.echo(f"  {t.metric:<28} {t.trend:<6} {pct:>8}  significance {t.significance}")
+
+
+def _format_value(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if key.endswith(("_rate", "_share", "growth_vs_previous", "growth_vs_last_year", "cost_ratio")):
+            return f"{value:.2%}"
+        return f"{value:,.2f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 @main.command()

@@ -62,3 +62,34 @@ def test_info_schema_and_maintain(tmp_path):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "analytics_lib.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "demo-data" in out.stdout and "ingest" in out.stdout
+
+
+def test_analytics_command(tmp_path):
+    from analytics_lib.warehouse import Warehouse
+    from tests import metric_fixtures
+
+    wh = tmp_path / "wh"
+    metric_fixtures.build(Warehouse(wh))
+    res = run("analytics", "--period", "2024-05", "--timezone", "UTC", "--currency", "USD", "--format", "json",
+              warehouse=wh)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["summary"]["gross_revenue"] == 339.0
+    assert data["period"]["label"] == "2024-05"
+    res = run("analytics", "--start", "2024-05-01", "--end", "2024-05-31", "--timezone", "UTC",
+              "--filter", "country=DE", "--format", "json", warehouse=wh)
+    assert json.loads(res.output)["summary"]["transactions"] == 2
+    res = run("analytics", "--period", "2024-05", "--timezone", "UTC", warehouse=wh)
+    assert "gross_revenue" in res.output and "339.00" in res.output and "significance" in res.output
+    for args, message in [
+        (["--period", "2024-13"], "no month 13"),
+        (["--filter", "colour=red"], "unknown filter 'colour'"),
+        (["--filter", "country"], "key=value"),
+        (["--period", "2024-05", "--start", "2024-05-01"], "either --period or --start/--end"),
+        (["--start", "2024-05-01"], "go together"),
+        (["--period", "2024-05", "--timezone", "UTC", "--currency", "GBP"], "no FX rate for GBP"),
+        (["--timezone", "Mars/Base"], "time zone"),
+    ]:
+        res = run("analytics", *args, warehouse=wh)
+        assert res.exit_code != 0 and message in res.output, (args, res.output)
+        assert "Traceback" not in res.output
