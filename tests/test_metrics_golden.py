@@ -193,9 +193,10 @@ def test_customers(session):
     assert c["monthly_customer_churn_rate"] == approx(monthly_churn)
     assert c["ltv"] == approx(21 / monthly_churn)
     assert c["ltv_to_cac"] == approx(21 / monthly_churn / 100)
-    # gaps between first attempts: c1 04-20 12:00 -> 05-02 10:00, c2 05-03 -> 05-10
-    assert c["median_days_between_purchases"] == approx((11 + 22 / 24 + 7) / 2)
-    assert c["repeat_customers"] == 2
+    # average gap per repeat customer: c1 04-20 12:00 -> 05-02 10:00 = 11 22/24 days,
+    # c2 05-03 12:00 -> 05-10 12:00 = 7 days, c3 05-04 09:00 -> 05-27 08:00 = 22 23/24 days
+    assert c["median_days_between_purchases"] == approx(11 + 22 / 24)
+    assert c["repeat_customers"] == 3
 
 
 def test_customer_tables(session):
@@ -331,3 +332,29 @@ def test_business_time_zone_buckets(tmp_path):
         assert utc["total_volume"] == approx(10) and ist["total_volume"] == approx(20)
         hourly = m.transaction_analytics(s, Period.day(datetime(2024, 6, 1).date(), "Europe/Istanbul"), grain="hour")
         assert str(hourly.tables["time_series"]["bucket"].iloc[0]) == "2024-06-01 01:00:00"
+
+
+def test_cancellation_taken_back_before_it_takes_effect(tmp_path):
+    from analytics_lib.warehouse import Warehouse
+
+    wh = Warehouse(tmp_path / "wh")
+    wh.upsert("subscription_events", [
+        fx.event("j1", "sJ", "J", "start", fx.ts(3, 1, 0), "plan_basic", 2000),
+        # asked to cancel on 05-05 for the end of the paid month (06-01) ...
+        fx.event("j2", "sJ", "J", "cancel", fx.ts(5, 5), "plan_basic", 2000, effective=fx.ts(6, 1, 0)),
+        # ... and changed their mind on 05-20: the cancellation never takes effect
+        fx.event("j3", "sJ", "J", "reactivate", fx.ts(5, 20), "plan_basic", 2000),
+    ])
+    with m.MetricSession.open(wh) as s:
+        june = m.recurring_revenue(s, Period.month(2024, 6, "UTC")).summary
+        assert (june["mrr_start"], june["mrr"], june["churned_mrr"]) == (approx(20), approx(20), 0)
+        # when cancellations count at the request, J churned on 05-05 and came back on 05-20
+        may = m.recurring_revenue(s, MAY, options=MetricOptions(mrr_cancel_at="request")).summary
+        assert (may["mrr_start"], may["mrr"]) == (approx(20), approx(20))
+        assert m.recurring_revenue(s, Period.month(2024, 6, "UTC"),
+                                   options=MetricOptions(mrr_cancel_at="request")).summary["mrr"] == approx(20)
+
+
+def test_filter_values_must_be_text():
+    with pytest.raises(m.MetricError, match="not valid text"):
+        m.Filters.of({"country": "\udcff"})

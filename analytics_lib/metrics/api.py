@@ -150,15 +150,22 @@ def revenue_analytics(session: MetricSession, period: Period, filters: Any = Non
             "by_currency": session.query("revenue", "by_currency"),
             "daily": session.query("revenue", "daily"),
         }
-        if with_growth:
-            for label, other in (("previous", period.previous()), ("last_year", period.same_period_last_year())):
-                _scope(session, other, filters, currency)
-                gross = session.row("transactions", "summary")["total_volume"]
-                summary[f"gross_revenue_{label}"] = gross
-                summary[f"revenue_growth_vs_{label}"] = (
-                    _ratio(summary["gross_revenue"] - gross, gross) if gross else None
-                )
+    if with_growth:
+        summary.update(revenue_growth(session, period, filters, currency, summary["gross_revenue"]))
     return MetricSection("revenue", summary, tables)
+
+
+def revenue_growth(session: MetricSession, period: Period, filters: Any, currency: str | None,
+                   gross: float) -> dict[str, float | None]:
+    """Gross revenue of the previous period and of the same period last year, and growth vs each."""
+    out: dict[str, float | None] = {}
+    with session.lock:
+        for label, other in (("previous", period.previous()), ("last_year", period.same_period_last_year())):
+            _scope(session, other, filters, currency)
+            before = session.row("transactions", "summary")["total_volume"]
+            out[f"gross_revenue_{label}"] = before
+            out[f"revenue_growth_vs_{label}"] = _ratio(gross - before, before) if before else None
+    return out
 
 
 def mrr_bounds(period: Period) -> pa.Table:
@@ -196,8 +203,13 @@ def recurring_revenue(session: MetricSession, period: Period, filters: Any = Non
                                                    "not_applicable_filters": not_applicable}, {})
     with session.lock:
         session.scope(period, f, currency)
-        session.con.execute("SET VARIABLE mrr_cancel_at = ?", [options.mrr_cancel_at])
-        session.con.execute("SET VARIABLE mrr_same_interval = ?", [options.mrr_same_interval])
+        session.set_mrr_options(options.mrr_cancel_at, options.mrr_same_interval)
+        session.ensure("mrr_events")
+        missing = session.con.execute(
+            "SELECT currency, CAST(created_at AS DATE) FROM mrr_events WHERE unconverted "
+            "AND effective_ts < getvariable('p_end') ORDER BY created_at LIMIT 1").fetchall()
+        if missing:
+            raise MissingRateError(session._missing_rate_message(*missing[0]))
         session.con.register("mrr_bounds", mrr_bounds(period))
         try:
             moves = session.query("mrr", "movements")
@@ -528,8 +540,10 @@ def comprehensive_analytics(period: Period, filters: Mapping[str, Any] | Filters
         currency = (currency or session.settings.reporting_currency).upper()
         with session.lock:
             sections: dict[str, MetricSection] = {}
+            # every family of the period first, then the previous period (trends, growth), then
+            # last year: each scope's tables are built once
             sections["transactions"] = transaction_analytics(session, period, f, currency)
-            sections["revenue"] = revenue_analytics(session, period, f, currency)
+            sections["revenue"] = revenue_analytics(session, period, f, currency, with_growth=False)
             sections["recurring_revenue"] = recurring_revenue(session, period, f, currency, options)
             sections["customers"] = customer_analytics(session, period, f, currency, options, sections["recurring_revenue"])
             sections["geography"] = geography(session, period, f, currency, options.top_n)
@@ -537,6 +551,8 @@ def comprehensive_analytics(period: Period, filters: Mapping[str, Any] | Filters
             sections["fraud"] = fraud(session, period, f, currency, options)
             sections["cohorts"] = cohorts(session, period, f, currency, options.cohort_months)
             trends = trend_analysis(session, period, f, currency, tolerance=options.trend_tolerance)
+            sections["revenue"].summary.update(
+                revenue_growth(session, period, f, currency, sections["revenue"].summary["gross_revenue"]))
         summary = headline(sections)
         return ComprehensiveAnalytics(period, f, currency, datetime.now(UTC), dict(session.versions),
                                       summary, sections, trends)

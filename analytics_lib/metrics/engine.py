@@ -71,6 +71,11 @@ class Filters:
             if not all(isinstance(v, str) for v in items):
                 raise MetricError(f"filter {name} takes text values, got {value!r}")
             items = [v.strip() for v in items if v.strip()]
+            for v in items:
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise MetricError(f"filter {name} has a value that is not valid text") from None
             if name in ("currency", "country"):
                 items = [v.upper() for v in items]
             if items:
@@ -138,7 +143,8 @@ class MetricSession:
         self._owns = owns_snapshot
         self._scope: Scope | None = None
         self._fx_currency: str | None = None
-        self._built: set[str] = set()
+        self._built: dict[str, Any] = {}
+        self._mrr_options = ("period_end", "count")
         self._setup()
 
     @classmethod
@@ -193,6 +199,7 @@ class MetricSession:
         con = self.con
         self._scope = None
         if currency != self._fx_currency:
+            self._built.clear()
             con.execute("SET VARIABLE rc = ?", [currency])
             self._run_statement("_fx", "fx_factor")
             self._fx_currency = currency
@@ -206,25 +213,34 @@ class MetricSession:
         con.execute("SET VARIABLE p_end_date = ?::DATE", [period.end])
         for name in FILTER_COLUMNS:
             con.execute(f"SET VARIABLE f_{name} = ?::VARCHAR[]", [list(filters.values.get(name, ()))])
-        self._built = set()
+        con.execute("SET VARIABLE filters_active = ?", [bool(filters)])
+        local_end = datetime.combine(period.end, datetime.min.time(), period.tz)
+        cut = local_end.replace(day=1) if period.end.day != 1 else local_end
+        if window is not None:  # real-time windows: cut at the month of the window's end
+            cut = end.astimezone(period.tz).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        con.execute("SET VARIABLE p_cut = ?::TIMESTAMPTZ", [cut.astimezone(UTC)])
+        con.execute("SET VARIABLE p_cut_date = ?::DATE", [cut.date()])
+        con.execute("SET VARIABLE p_cut_month = ?", [f"{cut.astimezone(UTC):%Y-%m}"])
         self._run_statement("_scope", "filtered_transactions")
         self._scope = scope
         self.ensure("payments")
         return scope
 
     def ensure(self, name: str) -> None:
-        """Build a scoped table of ``_scope.sql`` or ``_history.sql`` once per scope."""
-        if name in self._built:
-            return
+        """Build a table of ``_scope.sql`` (once per scope) or ``_history.sql`` (once per filters,
+        currency, time zone and MRR conventions, so it survives a change of period)."""
         for family in ("_scope", "_history"):
             if name in load_queries(family):
-                for needed in _requires(load_queries(family)[name]):
-                    self.ensure(needed)
-                self._run_statement(family, name)
                 break
         else:
             raise MetricError(f"no scoped table {name!r}")
-        self._built.add(name)
+        key = self.current if family == "_scope" else self._history_key()
+        if self._built.get(name) == key:
+            return
+        for needed in _requires(load_queries(family)[name]):
+            self.ensure(needed)
+        self._run_statement(family, name)
+        self._built[name] = key
         columns = {r[0] for r in self.con.execute(f'DESCRIBE "{name}"').fetchall()}
         if "missing_rate" in columns:
             missing = self.con.execute(
@@ -232,8 +248,18 @@ class MetricSession:
                 "ORDER BY 2, 1 LIMIT 1"
             ).fetchall()
             if missing:
-                self._built.discard(name)
+                del self._built[name]
                 raise MissingRateError(self._missing_rate_message(*missing[0]))
+
+    def _history_key(self) -> tuple:
+        scope = self.current
+        return (scope.filters, scope.currency, scope.period.timezone, self._mrr_options)
+
+    def set_mrr_options(self, cancel_at: str, same_interval: str) -> None:
+        """The MRR conventions (see sql/mrr.sql) for the following MRR queries."""
+        self.con.execute("SET VARIABLE mrr_cancel_at = ?", [cancel_at])
+        self.con.execute("SET VARIABLE mrr_same_interval = ?", [same_interval])
+        self._mrr_options = (cancel_at, same_interval)
 
     def _missing_rate_message(self, currency: str, day: Any) -> str:
         rc = self._fx_currency

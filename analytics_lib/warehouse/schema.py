@@ -286,6 +286,7 @@ _table(TableSpec(
     name="fees",
     grain="one row per fee line charged by a provider on a payment",
     keys=("fee_id",),
+    sort_by=("created_at",),
     columns=(
         Column("fee_id", "string", _id, False),
         Column("transaction_id", "string", "payment the fee belongs to", False),
@@ -301,6 +302,7 @@ _table(TableSpec(
     name="refunds",
     grain="one row per refund (a payment may have several partial refunds)",
     keys=("refund_id",),
+    sort_by=("created_at",),
     columns=(
         Column("refund_id", "string", _id, False),
         Column("transaction_id", "string", "refunded payment", False),
@@ -317,6 +319,7 @@ _table(TableSpec(
     name="disputes",
     grain="one row per dispute (chargeback) on a payment",
     keys=("dispute_id",),
+    sort_by=("created_at",),
     columns=(
         Column("dispute_id", "string", _id, False),
         Column("transaction_id", "string", "disputed payment", False),
@@ -401,6 +404,7 @@ _table(TableSpec(
     name="support_tickets",
     grain="one row per support ticket",
     keys=("ticket_id",),
+    sort_by=("created_at",),
     columns=(
         Column("ticket_id", "string", _id, False),
         Column("customer_id", "string", "customer who opened it", False),
@@ -417,6 +421,7 @@ _table(TableSpec(
     name="fraud_alerts",
     grain="one row per fraud alert raised on a payment or customer",
     keys=("alert_id",),
+    sort_by=("created_at",),
     columns=(
         Column("alert_id", "string", _id, False),
         Column("transaction_id", "string", "payment concerned"),

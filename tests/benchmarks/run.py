@@ -1,12 +1,18 @@
 """Benchmarks: ``make bench`` (or ``python -m tests.benchmarks.run --rows N``).
 
-Prints one table of timings from one run on this machine. Not a test: nothing here asserts a
-time; docs/performance.md records the numbers with the machine description.
+Prints one table of timings from one run on this machine and writes the same numbers as JSON
+to ``bench-results/``. Not a test: nothing here asserts a time; docs/performance.md records the
+numbers with the machine description. Each stage runs in its own process so its peak memory
+(max RSS) is its own.
 
-Sections:
-* demo generator: ``demo-data --transactions N`` into a fresh warehouse;
-* ingestion: the generated payments exported as a platform-json file of N lines, ingested into
-  an empty warehouse, then ingested again (every row unchanged).
+Stages:
+* generator  ``demo-data --transactions N`` into a fresh warehouse (all tables);
+* metrics    ``comprehensive_analytics`` for the last full month, warm (median of 3 runs after a
+             warm-up), the 24-hour real-time window, and the same suite in straightforward pandas
+             (tables loaded into memory first; load and compute timed separately); the two must
+             agree on the headline numbers;
+* ingest     the generated payments exported as a platform-json file (at most --ingest-rows
+             lines), ingested into an empty warehouse, then ingested again (all unchanged).
 """
 
 from __future__ import annotations
@@ -15,93 +21,207 @@ import argparse
 import json
 import resource
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.benchmarks.machine import describe
 
+RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
 
-def _peak_rss_mb() -> float:
+
+def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_generator(root: Path, rows: int) -> tuple[dict, Path]:
+# -- stages (each runs in a subprocess) ------------------------------------------------------
+
+
+def stage_generate(root: Path, rows: int) -> dict:
     from analytics_lib.synth import generate
     from analytics_lib.warehouse import Warehouse
 
-    wh = Warehouse(root / "generated")
     start = time.perf_counter()
-    summary = generate(wh, transactions=rows, seed=11)
+    summary = generate(Warehouse(root / "generated"), transactions=rows, seed=11)
     seconds = time.perf_counter() - start
     n = summary.rows["transactions"]
-    return {"stage": f"demo generator ({n:,} transactions, all tables)", "seconds": seconds,
-            "rate": f"{n / seconds:,.0f} transactions/s"}, root / "generated"
+    return {"rows": [{"stage": f"demo generator: {n:,} transactions (all tables)", "seconds": seconds,
+                      "rate": f"{n / seconds:,.0f} tx/s", "peak_mb": _peak_mb()}],
+            "transactions": n, "all_rows": sum(summary.rows.values())}
 
 
-def export_platform_json(warehouse_dir: Path, out: Path, limit: int) -> int:
-    """Write the generated transactions (with fees) as the platform's JSON-lines export."""
+def _last_full_month(session) -> object:  # type: ignore[no-untyped-def]
+    from analytics_lib.metrics import Period
+
+    last = session.snapshot.scalar("SELECT max(created_at) FROM transactions")
+    tz = session.settings.timezone
+    first_of_month = last.astimezone(Period.month(2000, 1, tz).tz).date().replace(day=1)
+    return Period.month(first_of_month.year, first_of_month.month, tz).previous(), last
+
+
+def stage_metrics(root: Path) -> dict:
+    from analytics_lib import metrics as m
     from analytics_lib.warehouse import Warehouse
-    from analytics_lib.warehouse.sources.platform_json import to_platform_json
 
-    wh = Warehouse(warehouse_dir)
-    n = 0
-    with wh.snapshot(tables=["transactions", "fees"]) as snap, open(out, "w") as handle:
-        fees_by_tx: dict[str, list[dict]] = {}
-        for fee in snap.arrow("SELECT * FROM fees").to_pylist():
-            fees_by_tx.setdefault(fee["transaction_id"], []).append(fee)
-        reader = snap.con.sql(
-            f"SELECT * FROM transactions ORDER BY created_at LIMIT {int(limit)}"
-        ).to_arrow_reader(batch_size=50_000)
-        for batch in reader:
-            for row in batch.to_pylist():
-                handle.write(json.dumps(to_platform_json(row, fees_by_tx.get(row["transaction_id"]))) + "\n")
-                n += 1
-    return n
+    wh = Warehouse(root / "generated")
+    rows = []
+    with m.MetricSession.open(wh) as session:
+        period, last = _last_full_month(session)
+        m.comprehensive_analytics(period, session=session)  # warm-up (OS cache, DuckDB metadata)
+        times = []
+        for _ in range(3):
+            session.scope(period.previous())  # force the scope to be rebuilt
+            start = time.perf_counter()
+            result = m.comprehensive_analytics(period, session=session)
+            times.append(time.perf_counter() - start)
+        rows.append({"stage": f"comprehensive_analytics {period.label}, DuckDB (warm, median of 3)",
+                     "seconds": statistics.median(times), "rate": "", "peak_mb": _peak_mb()})
+        now = last + timedelta(minutes=1)
+        rt = []
+        for _ in range(5):
+            start = time.perf_counter()
+            m.realtime(session, now=now)
+            rt.append(time.perf_counter() - start)
+        rows.append({"stage": "real-time 24h window (median of 5)", "seconds": statistics.median(rt),
+                     "rate": "", "peak_mb": _peak_mb()})
+    s = result.sections
+    numbers = {
+        "total_transactions": s["transactions"].summary["total_transactions"],
+        "total_volume": s["transactions"].summary["total_volume"],
+        "net_revenue": s["revenue"].summary["net_revenue"],
+        "new_customers": s["customers"].summary["new_customers"],
+        "mrr": s["recurring_revenue"].summary["mrr"],
+    }
+    return {"rows": rows, "numbers": numbers, "period": period.label}
 
 
-def bench_ingest(root: Path, path: Path, n: int) -> list[dict]:
+def stage_pandas(root: Path, period_label: str) -> dict:
+    from analytics_lib.config import get_settings
+    from analytics_lib.metrics import Period
+    from analytics_lib.warehouse import Warehouse
+    from tests.benchmarks import pandas_suite
+
+    period = Period.parse(period_label, get_settings().timezone)
+    load_s, compute_s, numbers = pandas_suite.timed(Warehouse(root / "generated"), period)
+    return {"rows": [
+        {"stage": "pandas: load the tables into memory", "seconds": load_s, "rate": "", "peak_mb": _peak_mb()},
+        {"stage": f"pandas: the same suite for {period_label} (data in memory)", "seconds": compute_s,
+         "rate": "", "peak_mb": _peak_mb()},
+    ], "numbers": numbers}
+
+
+def stage_ingest(root: Path, limit: int) -> dict:
     from analytics_lib.warehouse import Warehouse
     from analytics_lib.warehouse.ingest import ingest
+    from analytics_lib.warehouse.sources.platform_json import to_platform_json
 
+    export = root / "payments.jsonl"
+    start = time.perf_counter()
+    n = 0
+    with Warehouse(root / "generated").snapshot(tables=["transactions", "fees"]) as snap, open(export, "w") as out:
+        fees: dict[str, list[dict]] = {}
+        for fee in snap.arrow("SELECT * FROM fees").to_pylist():
+            fees.setdefault(fee["transaction_id"], []).append(fee)
+        reader = snap.con.sql(f"SELECT * FROM transactions ORDER BY created_at LIMIT {int(limit)}").to_arrow_reader(50_000)
+        for batch in reader:
+            for row in batch.to_pylist():
+                out.write(json.dumps(to_platform_json(row, fees.get(row["transaction_id"]))) + "\n")
+                n += 1
+    rows = [{"stage": f"export {n:,} payments as platform-json ({export.stat().st_size / 1e6:,.0f} MB, setup)",
+             "seconds": time.perf_counter() - start, "rate": "", "peak_mb": _peak_mb()}]
     wh = Warehouse(root / "ingested")
-    results = []
-    for label in ("first load into an empty warehouse", "same file again (all unchanged)"):
+    for label in ("into an empty warehouse", "same file again, all unchanged"):
         start = time.perf_counter()
-        res = ingest(path, "platform-json", wh)
+        res = ingest(export, "platform-json", wh)
         seconds = time.perf_counter() - start
-        assert res.balanced and res.rejected == 0, res.summary()
-        results.append({"stage": f"ingest platform-json {n:,} rows: {label}", "seconds": seconds,
-                        "rate": f"{n / seconds:,.0f} rows/s"})
-    return results
+        if not res.balanced or res.rejected:
+            raise RuntimeError(res.summary())
+        rows.append({"stage": f"ingest platform-json {n:,} rows {label}", "seconds": seconds,
+                     "rate": f"{n / seconds:,.0f} rows/s", "peak_mb": _peak_mb()})
+    return {"rows": rows}
+
+
+STAGES = {"generate": stage_generate, "metrics": stage_metrics, "pandas": stage_pandas, "ingest": stage_ingest}
+
+
+def _run_stage(name: str, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "tests.benchmarks.run", "--stage", name, *args],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"stage {name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="transactions to generate and ingest")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary warehouses")
-    args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="pa-bench-"))
+    parser.add_argument("--rows", type=int, default=1_000_000, help="transactions to generate")
+    parser.add_argument("--ingest-rows", type=int, default=1_000_000, help="payments to export and ingest")
+    parser.add_argument("--skip", action="append", default=[], choices=list(STAGES), help="skip a stage")
+    parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder)")
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    ns = parser.parse_args()
+    if ns.stage:  # inside a stage subprocess
+        root = Path(ns.args[0])
+        extra = ns.args[1:]
+        if ns.stage == "generate":
+            out = stage_generate(root, int(extra[0]))
+        elif ns.stage == "ingest":
+            out = stage_ingest(root, int(extra[0]))
+        elif ns.stage == "pandas":
+            out = stage_pandas(root, extra[0])
+        else:
+            out = STAGES[ns.stage](root)
+        print(json.dumps(out, default=str))
+        return
+
+    root = Path(ns.keep) if ns.keep else Path(tempfile.mkdtemp(prefix="pa-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    report: dict = {"machine": describe(), "started": datetime.now(UTC).isoformat(), "rows_requested": ns.rows}
     try:
-        gen, generated = bench_generator(root, args.rows)
-        rows.append(gen)
-        export = root / "payments.jsonl"
-        start = time.perf_counter()
-        n = export_platform_json(generated, export, args.rows)
-        rows.append({"stage": f"export {n:,} rows as platform-json (setup, {export.stat().st_size / 1e6:,.0f} MB)",
-                     "seconds": time.perf_counter() - start, "rate": ""})
-        rows.extend(bench_ingest(root, export, n))
+        if not (root / "generated").exists() or "generate" not in ns.skip:
+            shutil.rmtree(root / "generated", ignore_errors=True)
+            gen = _run_stage("generate", str(root), str(ns.rows))
+            rows += gen["rows"]
+            report["transactions"] = gen["transactions"]
+        if "metrics" not in ns.skip:
+            met = _run_stage("metrics", str(root))
+            rows += met["rows"]
+            report["duckdb_numbers"] = met["numbers"]
+            if "pandas" not in ns.skip:
+                pan = _run_stage("pandas", str(root), met["period"])
+                rows += pan["rows"]
+                report["pandas_numbers"] = pan["numbers"]
+                duck_s = met["rows"][0]["seconds"]
+                pandas_s = pan["rows"][1]["seconds"]
+                report["pandas_over_duckdb"] = pandas_s / duck_s
+                for key in met["numbers"]:
+                    a, b = met["numbers"][key], pan["numbers"][key]
+                    if abs(a - b) > 1e-6 * max(1.0, abs(a)) + 1e-3:
+                        raise RuntimeError(f"DuckDB and pandas disagree on {key}: {a} vs {b}")
+        if "ingest" not in ns.skip:
+            rows += _run_stage("ingest", str(root), str(ns.ingest_rows))["rows"]
     finally:
-        if not args.keep:
+        if not ns.keep:
             shutil.rmtree(root, ignore_errors=True)
-    machine = describe()
+    report["rows"] = rows
+    machine = report["machine"]
     print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
-    print(f"peak RSS of this process: {_peak_rss_mb():,.0f} MB")
-    print(f"| {'stage':<70} | {'seconds':>8} | {'throughput':>22} |")
-    print(f"|{'-' * 72}|{'-' * 10}|{'-' * 24}|")
+    print(f"| {'stage':<74} | {'seconds':>8} | {'throughput':>16} | {'peak MB':>8} |")
+    print(f"|{'-' * 76}|{'-' * 10}|{'-' * 18}|{'-' * 10}|")
     for row in rows:
-        print(f"| {row['stage']:<70} | {row['seconds']:>8.1f} | {row['rate']:>22} |")
+        print(f"| {row['stage']:<74} | {row['seconds']:>8.3f} | {row['rate']:>16} | {row['peak_mb']:>8,.0f} |")
+    if "pandas_over_duckdb" in report:
+        print(f"pandas suite / DuckDB suite: {report['pandas_over_duckdb']:.1f}x (numbers agree)")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench-{ns.rows}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(f"results: {out}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 -- the terms were set, so exchange-rate drift never shows up as expansion or contraction.
 -- Trials, cancellations and unpaid ends (cancel with reason payment_failed) carry 0.
 -- mrr_cancel_at = 'period_end' (default) dates a cancel at its effective_at, 'request' at occurred_at.
-CREATE OR REPLACE TEMP VIEW mrr_events AS
+-- With 'period_end', a cancellation that the customer takes back (any later event of the
+-- subscription made before the cancellation took effect) never takes effect.
+CREATE OR REPLACE TEMP TABLE mrr_events AS
 SELECT
     e.event_id, e.subscription_id, e.customer_id, e.event_type, e.product_id,
     e.billing_interval_months,
@@ -19,8 +21,9 @@ SELECT
     END AS mrr,
     e.currency,
     e.occurred_at AS created_at,
+    -- checked only for events a period needs (api.recurring_revenue)
     e.event_type NOT IN ('trial_start', 'cancel') AND e.currency <> getvariable('rc')
-        AND f.factor IS NULL AS missing_rate
+        AND f.factor IS NULL AS unconverted
 FROM subscription_events e
 JOIN currency_scale s ON s.currency = e.currency
 LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = CAST(e.occurred_at AS DATE)
@@ -35,9 +38,14 @@ WHERE (len(getvariable('f_currency')) = 0 OR list_contains(getvariable('f_curren
   AND len(getvariable('f_payment_method')) = 0
   AND len(getvariable('f_provider')) = 0
   AND len(getvariable('f_campaign')) = 0
+  AND NOT (e.event_type = 'cancel' AND getvariable('mrr_cancel_at') = 'period_end' AND EXISTS (
+        SELECT 1 FROM subscription_events later
+        WHERE later.subscription_id = e.subscription_id AND later.event_type <> 'cancel'
+          AND later.occurred_at > e.occurred_at AND later.occurred_at < e.effective_at))
 
 -- name: customer_months
--- One row per customer and local calendar month with successful payments, up to the period end.
+-- One row per customer and local calendar month with successful payments (all history; a scope
+-- cuts it at its period end in customer_months_asof).
 CREATE OR REPLACE TEMP TABLE customer_months AS
 SELECT
     t.customer_id,
@@ -47,19 +55,11 @@ SELECT
         * CASE WHEN t.currency = getvariable('rc') THEN 1.0 ELSE f.factor END) AS revenue,
     min(t.created_at) AS first_at,
     max(t.created_at) AS last_at,
-    min(t.created_at) FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS created_at,
-    bool_or(t.currency <> getvariable('rc') AND f.factor IS NULL) AS missing_rate,
-    any_value(t.currency) FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS currency
+    -- rows without a rate are reported only when a period needs them (customer_months_asof)
+    min(t.created_at) FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS unconverted_at,
+    any_value(t.currency) FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS unconverted_currency
 FROM filtered_transactions t
 JOIN currency_scale s ON s.currency = t.currency
 LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = CAST(t.created_at AS DATE)
-WHERE is_successful(t.status) AND t.created_at < getvariable('p_end')
-GROUP BY ALL
-
--- name: customer_firsts
--- requires: customer_months
-CREATE OR REPLACE TEMP TABLE customer_firsts AS
-SELECT customer_id, min(first_at) AS first_at, max(last_at) AS last_at, min(month) AS cohort_month,
-       sum(payments) AS payments, sum(revenue) AS revenue
-FROM customer_months
+WHERE is_successful(t.status)
 GROUP BY ALL

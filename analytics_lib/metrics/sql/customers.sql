@@ -108,16 +108,16 @@ FROM payments WHERE is_success
 GROUP BY ALL ORDER BY weekday, hour
 
 -- name: time_between_purchases
--- days between consecutive successful payments of a customer, payments up to the period end
+-- per repeat customer (2+ successful payments up to the period end), the average days between
+-- consecutive payments = (last - first) / (payments - 1); then the median, mean and 90th
+-- percentile of that over repeat customers
+-- requires: customer_firsts
 WITH s AS (
-    SELECT customer_id, created_at,
-           date_diff('second', lag(created_at) OVER (PARTITION BY customer_id ORDER BY created_at), created_at) / 86400.0 AS gap_days
-    FROM filtered_transactions
-    WHERE is_successful(status) AND created_at < getvariable('p_end') AND attempt_number = 1
+    SELECT date_diff('second', first_at, last_at) / 86400.0 / (payments - 1) AS gap_days
+    FROM customer_firsts WHERE payments > 1
 )
-SELECT count(gap_days) AS gaps, median(gap_days) AS median_days, avg(gap_days) AS mean_days,
-       quantile_cont(gap_days, 0.9) AS p90_days,
-       count(DISTINCT customer_id) FILTER (WHERE gap_days IS NOT NULL) AS repeat_customers
+SELECT count(*) AS repeat_customers, median(gap_days) AS median_days, avg(gap_days) AS mean_days,
+       quantile_cont(gap_days, 0.9) AS p90_days
 FROM s
 
 -- name: course_pairs
@@ -138,7 +138,7 @@ LIMIT 20
 WITH cm AS (
     SELECT m.customer_id, f.cohort_month, m.month, m.revenue,
            date_diff('month', f.cohort_month, m.month) AS months_since
-    FROM customer_months m JOIN customer_firsts f USING (customer_id)
+    FROM customer_months_asof m JOIN customer_firsts f USING (customer_id)
     WHERE f.cohort_month >= CAST(date_trunc('month', getvariable('p_end_date') - INTERVAL 1 DAY) AS DATE)
                             - to_months($cohort_months - 1)
 ),
