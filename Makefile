@@ -40,9 +40,12 @@ demo: install ## Build the demo warehouse (if absent), run the reports, print wh
 	fi
 	@$(BIN)/payment-analytics info
 	@echo ""
+	@$(BIN)/payment-analytics analytics --period last-month
+	@echo ""
 	@echo "Demo warehouse: $(PAYMENT_ANALYTICS_WAREHOUSE)"
+	@echo "Analytics:      $(BIN)/payment-analytics analytics --period 2026-Q3 --format json"
 	@echo "Explore it:     make lab   (JupyterLab on the workspace)"
-	@echo "Data model:     docs/data-model.md"
+	@echo "Docs:           docs/architecture.md, docs/data-model.md, docs/metrics.md, docs/sources.md"
 
 demo-reset: install ## Rebuild the demo warehouse from scratch
 	$(BIN)/payment-analytics demo-data --replace
