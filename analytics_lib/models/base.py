@@ -1,0 +1,131 @@
+"""What a model is here: features from a warehouse snapshot, an out-of-time split, a baseline,
+a scorecard, a registry entry, and predictions in the platform's shapes.
+
+A model module subclasses :class:`Model` and registers it in ``analytics_lib.models.MODELS``.
+``train()`` builds features from a snapshot, fits on the rows before the cutoff, scores the rows
+after it next to a simple baseline, and returns a :class:`TrainResult`; ``predict()`` loads a
+registered version and scores entities as of a date.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar
+
+from analytics_lib.models.registry import LoadedModel, ModelMetadata, Registry, new_version
+from analytics_lib.models.scoring import Scorecard, TimeSplit
+from analytics_lib.warehouse import Snapshot, Warehouse
+
+
+class ModelError(ValueError):
+    """Bad input for a model (unknown entity, empty history, bad split, ...)."""
+
+
+@dataclass
+class RiskFactor:
+    factor: str
+    importance: float
+    description: str
+    value: float | str | None = None
+
+
+@dataclass
+class Action:
+    strategy: str
+    priority: str
+    actions: list[str]
+    expected_impact: float | None = None
+
+
+@dataclass
+class Prediction:
+    """The platform's prediction shape, shared by every model."""
+
+    entity_id: str
+    probability: float | None
+    risk_level: str
+    confidence: float
+    key_risk_factors: list[RiskFactor] = field(default_factory=list)
+    recommended_actions: list[Action] = field(default_factory=list)
+    generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["generated_at"] = self.generated_at.isoformat()
+        return data
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    scorecard: Scorecard
+    features: list[str]
+    params: dict[str, Any]
+    rows: dict[str, int]
+    split: TimeSplit
+
+
+class Model(ABC):
+    """A trainable, evaluable model over the warehouse."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    #: bump when the features change meaning, so older registered versions are refused
+    feature_version: ClassVar[str]
+
+    @abstractmethod
+    def default_split(self, snapshot: Snapshot) -> TimeSplit:
+        """A sensible out-of-time split for the data in the snapshot."""
+
+    @abstractmethod
+    def train(self, snapshot: Snapshot, split: TimeSplit, **params: Any) -> TrainResult:
+        """Fit before ``split.cutoff``, score after it against a baseline."""
+
+    @abstractmethod
+    def predict(self, loaded: LoadedModel, snapshot: Snapshot, as_of: date | None = None,
+                ids: list[str] | None = None, limit: int | None = None) -> list[Prediction]:
+        """Predictions for entities (all eligible ones, or ``ids``) as of a date."""
+
+    # -- shared plumbing ------------------------------------------------------------------
+    def fit_and_register(self, warehouse: Warehouse | None = None, registry: Registry | None = None,
+                         cutoff: date | None = None, **params: Any) -> tuple[TrainResult, str]:
+        warehouse = warehouse or Warehouse()
+        registry = registry or Registry()
+        with warehouse.snapshot() as snap:
+            split = self.default_split(snap)
+            if cutoff is not None:
+                span = split.evaluation_end - split.cutoff
+                split = TimeSplit(split.train_start, cutoff, min(split.evaluation_end, cutoff + span))
+            result = self.train(snap, split, **params)
+            meta = ModelMetadata(
+                name=self.name, version=new_version(self.name), created_at=datetime.now(UTC).isoformat(),
+                feature_set=result.features, feature_version=self.feature_version,
+                training_window=split.to_dict(), warehouse_versions=dict(snap.versions),
+                params=result.params, rows=result.rows,
+            )
+        registry.save(meta, result.model, result.scorecard.to_dict())
+        return result, meta.version
+
+    def load(self, registry: Registry | None = None, version: str | None = None) -> LoadedModel:
+        return (registry or Registry()).load(self.name, version, feature_version=self.feature_version)
+
+
+def data_range(snapshot: Snapshot, table: str = "transactions", column: str = "created_at") -> tuple[date, date]:
+    """First and last UTC day with rows, or a ModelError for an empty table."""
+    row = snapshot.con.execute(f'SELECT min("{column}"), max("{column}") FROM "{table}"').fetchall()[0]
+    if row[0] is None:
+        raise ModelError(f"no {table} in the warehouse: load data (or `payment-analytics demo-data`) first")
+    first, last = row
+    to_day = (lambda v: v.date() if isinstance(v, datetime) else v)
+    return to_day(first), to_day(last)
+
+
+def month_starts(first: date, last: date) -> list[date]:
+    out, d = [], first.replace(day=1)
+    while d <= last:
+        out.append(d)
+        d = (d.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return out
