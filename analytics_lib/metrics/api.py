@@ -241,7 +241,7 @@ def recurring_revenue(session: MetricSession, period: Period, filters: Any = Non
         "subscribers": int(months.iloc[-1]["subscribers_end"]),
         "subscribers_start": int(months.iloc[0]["subscribers_start"]),
         "new_subscribers": int(months["new_customers"].sum()),
-        "churned_subscribers": int(w["churned_customers"]),
+        "churned_subscribers": int(months["churned_customers"].sum()),
         "customer_churn_rate": _ratio(w["churned_customers"], w["subscribers_start"]),
         "arpa": _ratio(end_mrr, months.iloc[-1]["subscribers_end"]),
         "trialing": int(by_plan["trialing"].sum()) if not by_plan.empty else 0,

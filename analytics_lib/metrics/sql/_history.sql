@@ -15,7 +15,16 @@ SELECT
     e.billing_interval_months,
     CASE WHEN e.event_type = 'cancel' AND getvariable('mrr_cancel_at') = 'request'
          THEN e.occurred_at ELSE e.effective_at END AS effective_ts,
+    -- product, plan type and currency filters define a segment: an event that moves the
+    -- subscription out of it leaves it with 0 MRR in the segment (MRR leaving the segment), so
+    -- the subscription does not keep the MRR of its last matching event
     CASE WHEN e.event_type IN ('trial_start', 'cancel') THEN 0.0
+         WHEN NOT (
+             (len(getvariable('f_currency')) = 0 OR list_contains(getvariable('f_currency'), e.currency))
+             AND (len(getvariable('f_product')) = 0 OR list_contains(getvariable('f_product'), e.product_id))
+             AND (len(getvariable('f_plan_type')) = 0 OR list_contains(getvariable('f_plan_type'),
+                  CASE e.billing_interval_months WHEN 1 THEN 'monthly' WHEN 12 THEN 'annual' ELSE 'other' END)))
+         THEN 0.0
          ELSE round(e.price_minor / s.scale * (1 - e.discount_percent / 100.0) / e.billing_interval_months
               * CASE WHEN e.currency = getvariable('rc') THEN 1.0 ELSE f.factor END, 6)
     END AS mrr,
@@ -29,11 +38,7 @@ JOIN currency_scale s ON s.currency = e.currency
 LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = CAST(e.occurred_at AS DATE)
 LEFT JOIN customers c ON c.customer_id = e.customer_id
 LEFT JOIN subscriptions sub ON sub.subscription_id = e.subscription_id
-WHERE (len(getvariable('f_currency')) = 0 OR list_contains(getvariable('f_currency'), e.currency))
-  AND (len(getvariable('f_country')) = 0 OR list_contains(getvariable('f_country'), c.country_code))
-  AND (len(getvariable('f_product')) = 0 OR list_contains(getvariable('f_product'), e.product_id))
-  AND (len(getvariable('f_plan_type')) = 0 OR list_contains(getvariable('f_plan_type'),
-        CASE e.billing_interval_months WHEN 1 THEN 'monthly' WHEN 12 THEN 'annual' ELSE 'other' END))
+WHERE (len(getvariable('f_country')) = 0 OR list_contains(getvariable('f_country'), c.country_code))
   AND (len(getvariable('f_discount_code')) = 0 OR list_contains(getvariable('f_discount_code'), sub.discount_code))
   AND len(getvariable('f_payment_method')) = 0
   AND len(getvariable('f_provider')) = 0

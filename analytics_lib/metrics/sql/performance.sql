@@ -3,9 +3,11 @@
 -- success_rate / authorization_rate  as in the transactions family, per provider and method
 -- latency_p50_ms / latency_p95_ms    processing latency of successful attempts: completed_at - created_at
 -- error mix                          failure reasons per provider, as shares of its failures
--- fee_per_net_revenue                the provider's fees / the provider's net revenue (gross - refunds -
---                                    chargebacks - fees of its payments, each dated as in revenue):
---                                    what one unit of net revenue costs in fees with that provider
+-- fee_per_net_revenue                the provider's fees / the provider's net revenue (its gross, minus the
+--                                    refunds and chargebacks of its payments and the fees it charged, each
+--                                    dated as in revenue): what one unit of net revenue costs in fees with
+--                                    that provider. A provider appears when it has payments, refunds,
+--                                    disputes or fees in the period.
 -- effective_fee_rate                 fees / gross revenue
 
 -- name: providers
@@ -27,13 +29,21 @@ WITH p AS (
 ),
 r AS (SELECT provider, sum(amount_rc) AS refunds FROM scoped_refunds GROUP BY ALL),
 d AS (SELECT provider, sum(amount_rc) FILTER (WHERE status <> 'won') AS chargebacks FROM scoped_disputes GROUP BY ALL),
-f AS (SELECT provider, sum(amount_rc) AS fees FROM scoped_fees GROUP BY ALL)
-SELECT p.*,
+f AS (SELECT provider, sum(amount_rc) AS fees FROM scoped_fees GROUP BY ALL),
+names AS (SELECT provider FROM p UNION SELECT provider FROM r UNION SELECT provider FROM d
+          UNION SELECT provider FROM f)
+SELECT n.provider,
+       coalesce(p.transactions, 0) AS transactions, coalesce(p.successful, 0) AS successful,
+       coalesce(p.failed, 0) AS failed, p.success_rate, p.authorization_rate,
+       coalesce(p.gross_revenue, 0) AS gross_revenue, p.latency_p50_ms, p.latency_p95_ms,
+       p.provider_error_rate, coalesce(p.retries, 0) AS retries,
+       coalesce(r.refunds, 0) AS refunds, coalesce(d.chargebacks, 0) AS chargebacks,
        coalesce(f.fees, 0) AS fees,
-       p.gross_revenue - coalesce(r.refunds, 0) - coalesce(d.chargebacks, 0) - coalesce(f.fees, 0) AS net_revenue,
-       coalesce(f.fees, 0) / nullif(p.gross_revenue - coalesce(r.refunds, 0) - coalesce(d.chargebacks, 0) - coalesce(f.fees, 0), 0) AS fee_per_net_revenue,
+       coalesce(p.gross_revenue, 0) - coalesce(r.refunds, 0) - coalesce(d.chargebacks, 0) - coalesce(f.fees, 0) AS net_revenue,
+       coalesce(f.fees, 0) / nullif(coalesce(p.gross_revenue, 0) - coalesce(r.refunds, 0) - coalesce(d.chargebacks, 0) - coalesce(f.fees, 0), 0) AS fee_per_net_revenue,
        coalesce(f.fees, 0) / nullif(p.gross_revenue, 0) AS effective_fee_rate
-FROM p LEFT JOIN r USING (provider) LEFT JOIN d USING (provider) LEFT JOIN f USING (provider)
+FROM names n LEFT JOIN p USING (provider) LEFT JOIN r USING (provider) LEFT JOIN d USING (provider)
+LEFT JOIN f USING (provider)
 ORDER BY transactions DESC, provider
 
 -- name: provider_methods
