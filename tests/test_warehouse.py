@@ -43,7 +43,7 @@ def test_upsert_classifies_and_commits_once(warehouse: Warehouse):
     assert warehouse.versions()["transactions"] == v1, "an unchanged batch must not commit"
     rows[2]["status"] = "refunded"
     rows.append(tx(99))
-    third = warehouse.upsert("transactions", rows)
+    third = warehouse.upsert("transactions", rows, outcomes=True)
     assert (third.inserted, third.updated, third.unchanged) == (1, 1, 5)
     assert third.outcomes[("t2",)] == "updated" and third.outcomes[("t99",)] == "inserted"
     assert warehouse.versions()["transactions"] == v1 + 1, "inserts and updates are one commit"

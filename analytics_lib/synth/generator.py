@@ -28,12 +28,12 @@ Same arguments give identical table contents: all randomness comes from
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from analytics_lib.config import DEFAULT_HOME_COUNTRY, DEFAULT_TIMEZONE
 from analytics_lib.warehouse.schema import TABLES
-from analytics_lib.warehouse.tables import Warehouse, new_batch_id, versions_json
+from analytics_lib.warehouse.tables import Warehouse, WriteResult, new_batch_id, versions_json
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ ANNUAL_SHARE_TR = 0.14
 PLAN_UPGRADE = {0: 2, 2: 4, 1: 3, 3: 5}  # plan index -> next tier, same interval
 PLAN_DOWNGRADE = {2: 0, 4: 2, 3: 1, 5: 3}
 PRICE_REVIEW_MONTHS = 3  # local prices are re-derived from FX every quarter
+PLATFORM_LAUNCH_DAYS = 730  # the plans went on sale this long before the window
 
 # ---- discount codes -------------------------------------------------------------------------
 WELCOME_CODE = ("WELCOME10", 10.0)  # first course purchase
@@ -233,7 +234,8 @@ ADYEN_SHARE_OTHER = 0.25
 LATENCY_SIGMA = 0.55  # log-normal spread of authorisation latency
 THREE_DS_SHARE = 0.07  # customer-initiated card payments with a 3-D Secure challenge
 THREE_DS_MEDIAN_S = 18.0
-BANK_TRANSFER_MEDIAN_HOURS = 16.0
+BANK_TRANSFER_MEDIAN_HOURS = 30.0  # EFT/SEPA settle in one or two business days
+REVIEW_HOLD_MEDIAN_HOURS = 4.0  # approved high-risk payments wait for a manual review
 
 FAILURE_REASONS = (
     "insufficient_funds", "expired_card", "do_not_honor", "authentication_required",
@@ -247,21 +249,21 @@ REASON_WEIGHTS = {
     "wallet": (0.30, 0.00, 0.20, 0.05, 0.10, 0.0, 0.30, 0.00, 0.05),
     "paypal": (0.35, 0.00, 0.00, 0.00, 0.25, 0.0, 0.25, 0.00, 0.15),
     "bank": (0.10, 0.00, 0.00, 0.00, 0.40, 0.0, 0.00, 0.00, 0.50),
-    "stolen_card": (0.10, 0.10, 0.20, 0.00, 0.00, 0.0, 0.35, 0.25, 0.00),
+    "stolen_card": (0.12, 0.00, 0.22, 0.00, 0.00, 0.0, 0.38, 0.28, 0.00),
 }
 SCA_AUTH_REQUIRED_BOOST = 2.5  # European cards ask for authentication more often
 IYZICO_PROCESSING_ERROR_BOOST = 2.0
 
 #: decline model: logit = base(method) + provider + country + terms below
-DECLINE_BASE_LOGIT = (-2.6, -3.3, -3.6, -3.5, -4.2)  # by METHODS
+DECLINE_BASE_LOGIT = (-2.8, -3.4, -3.7, -3.6, -4.2)  # by METHODS
 DECLINE_AMOUNT_PER_LOG = 0.35  # per log(amount in USD / 30)
 DECLINE_NEW_CARD = 0.45  # card first seen < 7 days ago
 DECLINE_RECENT_CARD = 0.15  # card first seen < 90 days ago
 DECLINE_OLD_CARD = -0.25  # card first seen > 365 days ago
 DECLINE_NIGHT = 0.35  # 00:00-06:00 Istanbul time
-DECLINE_MERCHANT_INITIATED = 0.35  # renewals (insufficient funds)
+DECLINE_MERCHANT_INITIATED = 0.20  # renewals (insufficient funds)
 DECLINE_FOREIGN_CARD = 0.40
-DECLINE_RETRY = 3.4  # dunning retries: the problem usually persists (~20 % recover per retry)
+DECLINE_RETRY = 3.0  # dunning retries: the problem usually persists (~25 % recover per retry)
 DECLINE_CARD_TESTING = 2.2  # tested cards are mostly dead
 DECLINE_STOLEN_CARD = 0.8
 
@@ -410,7 +412,7 @@ IMMEDIATE_CANCEL_SHARE = 0.12
 REACTIVATION_RATE = 0.12
 COURSE_ACCESS_DAYS = 120
 COURSE_ACCESS_DECAY_DAYS = 60.0
-ACTIVITY_LOGIT = -1.3  # daily activity probability at average engagement
+ACTIVITY_LOGIT = -2.2  # daily activity probability at average engagement (~10 %)
 ACTIVITY_ENGAGEMENT = 0.9
 ACTIVITY_WEEKDAY = (1.0, 1.0, 1.0, 0.97, 0.85, 0.80, 0.95)
 ACTIVITY_COURSE_ONLY_FACTOR = 0.7
@@ -423,10 +425,17 @@ TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 TICKET_RESOLUTION_MEDIAN_HOURS = (48.0, 24.0, 8.0, 2.0)  # by priority
 
 # ---- generation mechanics -------------------------------------------------------------------
-FLUSH_ROWS = 1_500_000  # a table's buffer is written when it holds this many rows ...
-FLUSH_BYTES = 192 * 1024 * 1024  # ... or this many bytes
+# An upsert needs about ten times its batch's Arrow size in memory (the warehouse keeps a
+# per-key outcome dict and DuckDB join state), and each upsert into an unpartitioned table
+# re-reads every stored key (~0.4 s per million stored rows): batch sizes trade memory for time.
+FLUSH_ROWS = 1_000_000  # a table's buffer is written when it holds this many rows ...
+FLUSH_ROWS_BY_TABLE = {"fees": 1_500_000}  # (narrow and unpartitioned: fewer, larger batches)
+FLUSH_BYTES = 128 * 1024 * 1024  # ... or this many bytes,
+SINK_BUDGET_BYTES = 256 * 1024 * 1024  # ... or the largest buffer when all hold this much
+WRITER_THREADS = 1  # upserts run beside the simulation; batches in flight (each ~1 GB at 1M rows)
 PILOT_CUSTOMERS = 4000  # benchmark mode sizes the run from a pilot simulation of this size
 ACTIVITY_BLOCK = 100_000  # customers per block when drawing daily activity
+EMIT_SLICE_ROWS = 500_000  # large monthly tables are built and handed over in slices
 
 
 # =============================================================================================
@@ -519,8 +528,12 @@ def generate(
     sink = _WarehouseSink(warehouse, batch_id, progress)
     sim = _Simulation(customers=customers, months=months, seed=seed, end=end, sink=sink,
                       progress=progress)
-    sim.run()
-    sink.close()
+    try:
+        sim.run()
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
     parameters = {
         "customers": customers, "months": months, "seed": seed, "end": end.isoformat(),
         "start": sim.cal.start.isoformat(), "transactions_target": transactions,
@@ -600,7 +613,12 @@ class _CountingSink:
 
 
 class _WarehouseSink:
-    """Buffers each table's rows and upserts them in large batches (few Delta commits)."""
+    """Buffers each table's rows and upserts them in large batches (few Delta commits).
+
+    Batches are written by a small thread pool while the simulation carries on (DuckDB and
+    delta-rs release the GIL); a table has at most one batch in flight, so its commits keep
+    their order, and buffered plus in-flight bytes stay under a budget.
+    """
 
     def __init__(self, warehouse: Warehouse, batch_id: str, progress: ProgressCallback | None):
         self.warehouse = warehouse
@@ -611,6 +629,8 @@ class _WarehouseSink:
         self._parts: dict[str, list[pa.Table]] = {}
         self._buffered_rows: dict[str, int] = {}
         self._buffered_bytes: dict[str, int] = {}
+        self._pool = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="synth-writer")
+        self._in_flight: dict[str, tuple[Future[WriteResult], int]] = {}
 
     def add(self, name: str, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -619,29 +639,51 @@ class _WarehouseSink:
         self._parts.setdefault(name, []).append(table)
         self._buffered_rows[name] = self._buffered_rows.get(name, 0) + table.num_rows
         self._buffered_bytes[name] = self._buffered_bytes.get(name, 0) + table.nbytes
-        if self._buffered_rows[name] >= FLUSH_ROWS or self._buffered_bytes[name] >= FLUSH_BYTES:
+        limit = FLUSH_ROWS_BY_TABLE.get(name, FLUSH_ROWS)
+        if self._buffered_rows[name] >= limit or self._buffered_bytes[name] >= FLUSH_BYTES:
             self.flush(name)
+        while sum(self._buffered_bytes.values()) > SINK_BUDGET_BYTES:
+            self.flush(max(self._buffered_bytes, key=lambda k: self._buffered_bytes[k]))
 
-    def flush(self, name: str) -> None:
-        parts = self._parts.pop(name, [])
-        self._buffered_rows[name] = 0
-        self._buffered_bytes[name] = 0
-        if not parts:
-            return
-        table = pa.concat_tables(parts)
-        del parts
-        result = self.warehouse.upsert(name, table, self.batch_id)
+    def _wait(self, name: str) -> None:
+        future, _ = self._in_flight.pop(name)
+        result = future.result()  # re-raises a failed write here
         counts = self.written.setdefault(name, {"inserted": 0, "updated": 0, "unchanged": 0})
         counts["inserted"] += result.inserted
         counts["updated"] += result.updated
         counts["unchanged"] += result.unchanged
 
+    def flush(self, name: str) -> None:
+        parts = self._parts.pop(name, [])
+        size = self._buffered_bytes.get(name, 0)
+        self._buffered_rows[name] = 0
+        self._buffered_bytes[name] = 0
+        if not parts:
+            return
+        if name in self._in_flight:
+            self._wait(name)
+        while len(self._in_flight) >= WRITER_THREADS:
+            self._wait(next(iter(self._in_flight)))
+        table = pa.concat_tables(parts)
+        del parts
+        self._in_flight[name] = (self._pool.submit(self.warehouse.upsert, name, table, self.batch_id), size)
+
     def close(self) -> None:
-        names = sorted(self._parts)
-        for i, name in enumerate(names, 1):
-            self.flush(name)
-            if self.progress:
-                self.progress("write", i, len(names))
+        try:
+            names = sorted(set(self._parts) | set(self._in_flight))
+            for name in names:
+                self.flush(name)
+            for i, name in enumerate(names, 1):
+                if name in self._in_flight:
+                    self._wait(name)
+                if self.progress:
+                    self.progress("write", i, len(names))
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Stop after a failure: finish writes already running, drop the rest."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 # =============================================================================================
@@ -698,13 +740,12 @@ def _ids(prefix: str, numbers: np.ndarray) -> pa.Array:
     numbers = np.asarray(numbers, dtype=np.int64)
     n = len(numbers)
     x = _scramble(np.maximum(numbers, 0), zlib.crc32(prefix.encode()))
-    shifts = np.arange(11, -1, -1, dtype=np.uint64) * np.uint64(4)
-    digits = ((x[:, None] >> shifts) & np.uint64(15)).astype(np.intp)
     head = np.frombuffer(prefix.encode(), dtype=np.uint8)
     width = len(head) + 12
     buf = np.empty((n, width), dtype=np.uint8)
     buf[:, : len(head)] = head
-    buf[:, len(head):] = _HEX[digits]
+    for k in range(12):  # one hex digit at a time keeps memory at ~16 bytes per id
+        buf[:, len(head) + k] = _HEX[((x >> np.uint64(4 * (11 - k))) & np.uint64(15)).astype(np.intp)]
     offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
     valid = numbers >= 0
     validity = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
@@ -732,18 +773,26 @@ def _opt_int(values: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.Ar
     return pa.array(np.asarray(values), type_, mask=~np.asarray(valid, dtype=bool))
 
 
-def _sha256(strings: pa.Array) -> pa.Array:
-    """Hex sha256 of each string (vectorised in DuckDB, order preserved)."""
-    if len(strings) == 0:
-        return pa.array([], pa.string())
-    con = duckdb.connect()
-    try:
-        con.execute("SET threads = 1")  # keeps input order trivially
+class _Hasher:
+    """Hex sha256 of strings, vectorised in DuckDB (one connection, input order kept)."""
+
+    def __init__(self) -> None:
+        self._con = duckdb.connect()
+        self._con.execute("SET threads = 1")
+
+    def __call__(self, strings: pa.Array) -> pa.Array:
+        if len(strings) == 0:
+            return pa.array([], pa.string())
         src = pa.table({"i": np.arange(len(strings)), "s": strings})
-        out = con.sql("SELECT sha256(s) AS h FROM src ORDER BY i").to_arrow_table()
-    finally:
-        con.close()
-    return out.column("h").combine_chunks()
+        self._con.register("src", src)
+        try:
+            out = self._con.sql("SELECT sha256(s) AS h FROM src ORDER BY i").to_arrow_table()
+        finally:
+            self._con.unregister("src")
+        return out.column("h").combine_chunks()
+
+    def close(self) -> None:
+        self._con.close()
 
 
 def _ip_strings(ip: np.ndarray) -> pa.Array:
@@ -758,6 +807,20 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     if not parts:
         return {}
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _groups(parts: list[dict[str, np.ndarray]], max_rows: int) -> list[list[dict[str, np.ndarray]]]:
+    """Consecutive parts grouped so that each group holds about ``max_rows`` rows."""
+    groups: list[list[dict[str, np.ndarray]]] = [[]]
+    rows = 0
+    for part in parts:
+        n = len(next(iter(part.values()))) if part else 0
+        if groups[-1] and rows + n > max_rows:
+            groups.append([])
+            rows = 0
+        groups[-1].append(part)
+        rows += n
+    return groups
 
 
 def _take(d: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -1053,9 +1116,11 @@ class _Catalogue:
         for i in range(N_PRODUCTS):
             if i < N_COURSES and COURSES[i][5] is not None:
                 created.append(int(cal.local_midnight_us[self.available_from[i]]) + 9 * HOUR_US)
+            elif i < N_COURSES:
+                # catalogue built up over the two years before the window
+                created.append(cal.start_us - (PLATFORM_LAUNCH_DAYS - 40 - 21 * i) * DAY_US)
             else:
-                # on sale before the window: launch dates spread over the preceding years
-                created.append(cal.start_us - (120 + 37 * i) * DAY_US)
+                created.append(cal.start_us - PLATFORM_LAUNCH_DAYS * DAY_US)
         active = self.available_to >= cal.n_days
         return _table("products", {
             "product_id": pa.array(PRODUCT_IDS),
@@ -1155,13 +1220,41 @@ class _Store:
 
 
 SUBSCRIPTION_COLUMNS: dict[str, tuple[Any, Any]] = {
-    "cust": (np.int64, -1), "plan": (np.int64, 0), "price": (np.int64, 0), "cur": (np.int64, 0),
-    "discount": (np.float64, 0.0), "code": (np.int64, -1), "started": (np.int64, 0),
-    "trial_end": (np.int64, 0), "anchor": (np.int64, 0), "periods": (np.int64, 0),
+    "cust": (np.int64, -1), "plan": (np.int8, 0), "price": (np.int64, 0), "cur": (np.int8, 0),
+    "discount": (np.float64, 0.0), "code": (np.int16, -1), "started": (np.int64, 0),
+    "trial_end": (np.int64, 0), "anchor": (np.int64, 0), "periods": (np.int32, 0),
     "period_start": (np.int64, 0), "period_end": (np.int64, 0), "cancel_pending": (np.bool_, False),
     "canceled_at": (np.int64, 0), "ended_at": (np.int64, 0), "past_due_since": (np.int64, 0),
     "unpaid_since": (np.int64, 0), "will_convert": (np.bool_, True),
 }
+
+
+class _Subscriptions(_Store):
+    """Subscription state, one row per subscription (times in UTC microseconds, 0 = unset)."""
+
+    cust: np.ndarray
+    plan: np.ndarray
+    price: np.ndarray
+    cur: np.ndarray
+    discount: np.ndarray
+    code: np.ndarray
+    started: np.ndarray
+    trial_end: np.ndarray
+    anchor: np.ndarray
+    periods: np.ndarray
+    period_start: np.ndarray
+    period_end: np.ndarray
+    cancel_pending: np.ndarray
+    canceled_at: np.ndarray
+    ended_at: np.ndarray
+    past_due_since: np.ndarray
+    unpaid_since: np.ndarray
+    will_convert: np.ndarray
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(SUBSCRIPTION_COLUMNS, capacity)
+
+
 EVENT_TYPES = ("trial_start", "start", "upgrade", "downgrade", "cancel", "reactivate")
 E_TRIAL, E_START, E_UPGRADE, E_DOWNGRADE, E_CANCEL, E_REACTIVATE = range(6)
 CANCEL_REASONS = ("voluntary", "payment_failed", "trial_not_converted")
@@ -1182,8 +1275,8 @@ class _Simulation:
         self.counters: dict[str, int] = {}
         self.n_customers = customers
         self._acquire(customers)
-        self.subs = _Store(SUBSCRIPTION_COLUMNS, int(customers * 0.8) + 64)
-        self.sub_events: list[dict[str, np.ndarray]] = []
+        self.subs = _Subscriptions(int(customers * 0.8) + 64)
+        self._sha256 = _Hasher()
 
     # -- infrastructure -------------------------------------------------------------------
     def _rng(self, *keys: str | int) -> np.random.Generator:
@@ -1244,23 +1337,28 @@ class _Simulation:
         room = np.maximum((self.cutoff - self.signup) * 9 // 10, SECOND_US)
         self.first_purchase = self.signup + np.minimum(delay, room)
         self.month_first = np.searchsorted(self.signup, cal.month_start_us, side="left")
+        # compact dtypes keep the per-customer state small at benchmark sizes
+        for name in ("country", "channel", "device", "fraud", "currency"):
+            setattr(self, name, getattr(self, name).astype(np.int8))
+        self.campaign = self.campaign.astype(np.int16)
+        self.engagement = self.engagement.astype(np.float32)
         # behaviour state
         self.intent = np.zeros(n, dtype=bool)
-        self.fail_score = np.zeros(n)
-        self.ticket_score = np.zeros(n)
-        self.failed_this_month = np.zeros(n, dtype=np.int64)
+        self.fail_score = np.zeros(n, dtype=np.float32)
+        self.ticket_score = np.zeros(n, dtype=np.float32)
+        self.failed_this_month = np.zeros(n, dtype=np.int32)
         self.cust_sub = np.full(n, -1, dtype=np.int64)
         self.last_sub_end = np.zeros(n, dtype=np.int64)
         self.ever_trial = np.zeros(n, dtype=bool)
         self.last_course = np.zeros(n, dtype=np.int64)
         self.owned = np.zeros(n, dtype=np.uint64)
         # payment instrument
-        self.method = np.zeros(n, dtype=np.int64)
-        self.brand = np.full(n, -1, dtype=np.int64)
+        self.method = np.zeros(n, dtype=np.int8)
+        self.brand = np.full(n, -1, dtype=np.int8)
         self.card_country = self.country.copy()
         self.card_seen = self.signup.copy()
-        self.card_exp = np.full(n, -1, dtype=np.int64)
-        self.provider = np.zeros(n, dtype=np.int64)
+        self.card_exp = np.full(n, -1, dtype=np.int32)
+        self.provider = np.zeros(n, dtype=np.int8)
         self._new_instrument(rng, np.arange(n), self.first_purchase, CARD_EXPIRY_MONTHS_NEW)
 
     @property
@@ -1450,6 +1548,8 @@ class _Simulation:
         bank = p["method"] == M_BANK
         latency = np.where(bank & ~fail, BANK_TRANSFER_MEDIAN_HOURS * HOUR_US * np.exp(rng.normal(0, 0.9, n)), latency)
         latency = np.where(fail & ~bank, latency * 0.8, latency)
+        review = ~fail & ~mit & (risk >= HIGH_RISK_SCORE)
+        latency = np.where(review, latency + REVIEW_HOLD_MEDIAN_HOURS * HOUR_US * np.exp(rng.normal(0, 0.8, n)), latency)
         flags = (I_MISMATCH * mismatch + I_VELOCITY * (velocity >= VELOCITY_ATTEMPTS)
                  + I_TESTING * ((velocity >= CARD_TESTING_ATTEMPTS) & (amount_usd < 25) & new_card)
                  + I_HIGH_VALUE * ((amount_usd >= HIGH_VALUE_USD) & new_account & ~mit)
@@ -1514,6 +1614,7 @@ class _Simulation:
             if self.progress:
                 self.progress("months", mi + 1, self.cal.n_months)
         self.sink.add("subscriptions", self._subscriptions_table())
+        self._sha256.close()
 
     def _month(self, mi: int) -> None:
         cal = self.cal
@@ -1695,6 +1796,8 @@ class _Simulation:
     def _charge_with_dunning(self, rng: np.random.Generator, sub: np.ndarray, us: np.ndarray,
                              billing_reason: int) -> None:
         """Charge subscriptions; failed charges are retried, unrecovered ones cancel."""
+        in_window = us < self.cutoff  # a charge scheduled after the end has not happened yet
+        sub, us = sub[in_window], us[in_window]
         if len(sub) == 0:
             return
         s = self.subs
@@ -1787,12 +1890,14 @@ class _Simulation:
         renews_first = renews & (s.period_end[sub] <= t)
         following = _add_months(s.anchor[sub], (s.periods[sub] + 1) * _PLAN_INTERVAL[s.plan[sub]])
         effective = np.where(renews_first, following, s.period_end[sub])
-        back = ~immediate & (rng.random(n) < REACTIVATION_RATE)
-        t_back = t + (rng.uniform(0.05, 0.9, n) * np.maximum(effective - t, 0)).astype(np.int64)
-        back &= t_back < self.cutoff
+        # reactivations happen within the month of the request (the next month's decisions
+        # must see the subscription's final state)
+        until = np.minimum(effective, min(me, self.cutoff))
+        back = ~immediate & (rng.random(n) < REACTIVATION_RATE) & (until - t > HOUR_US)
+        t_back = t + (rng.uniform(0.05, 0.95, n) * np.maximum(until - t, 0)).astype(np.int64)
         keep = t < self.cutoff
         return {"sub": sub[keep], "t": t[keep], "immediate": immediate[keep], "back": back[keep],
-                "t_back": t_back[keep]}
+                "t_back": t_back[keep], "effective": effective[keep]}
 
     def _renewals(self, rng: np.random.Generator, ms: int, me: int, cancels: dict[str, np.ndarray]) -> None:
         """Charge subscriptions whose period ends this month; end those cancelled before."""
@@ -1820,14 +1925,15 @@ class _Simulation:
     def _apply_cancellations(self, rng: np.random.Generator, me: int, cancels: dict[str, np.ndarray]) -> None:
         """Cancel events (immediate or at period end) and reactivations."""
         s = self.subs
-        sub, t, immediate, back, t_back = (cancels[k] for k in ("sub", "t", "immediate", "back", "t_back"))
-        live = (s.ended_at[sub] == 0) & (s.past_due_since[sub] == 0) & (s.unpaid_since[sub] == 0)
-        sub, t, immediate, back, t_back = sub[live], t[live], immediate[live], back[live], t_back[live]
+        live = (s.ended_at[cancels["sub"]] == 0) & (s.past_due_since[cancels["sub"]] == 0) & (
+            s.unpaid_since[cancels["sub"]] == 0)
+        sub, t, immediate, back, t_back, effective = (
+            cancels[k][live] for k in ("sub", "t", "immediate", "back", "t_back", "effective"))
         now = sub[immediate]
         self._end(now, t[immediate], canceled=t[immediate])
         self._event(now, E_CANCEL, t[immediate], reason=0)
         later, t_l, back_l, t_back_l = sub[~immediate], t[~immediate], back[~immediate], t_back[~immediate]
-        effective = np.where(s.period_end[later] > t_l, s.period_end[later], t_l)
+        effective = effective[~immediate]
         self._event(later, E_CANCEL, t_l, effective=effective, reason=0)
         self._event(later[back_l], E_REACTIVATE, t_back_l[back_l])
         leaving = later[~back_l]
@@ -2059,7 +2165,9 @@ class _Simulation:
         # some partial refunds are followed by a second one
         sec = np.flatnonzero(partial & (rng.random(len(ri)) < SECOND_PARTIAL_REFUND_SHARE))
         t2 = r_t[sec] + rng.uniform(1, 6, len(sec)).astype(np.int64) * DAY_US
-        ok = t2 < cutoff
+        last = p["done"][ri[sec]] + (window[ri[sec]] * DAY_US).astype(np.int64) - HOUR_US
+        t2 = np.minimum(t2, last)  # still inside the refund window
+        ok = (t2 < cutoff) & (t2 > r_t[sec])
         sec, t2 = sec[ok], t2[ok]
         amount2 = np.maximum((p["amount"][ri[sec]] - r_amount[sec]) // 2, 1)
         r_row = np.concatenate([ri, ri[sec]])
@@ -2092,7 +2200,9 @@ class _Simulation:
         # ---- final payment status
         status = np.where(refunded_total >= p["amount"], 4, np.where(refunded_total > 0, 5, status))
         status = np.where(disputed, 6, status)
-        self._emit_transactions(p, status, settled)
+        for lo in range(0, n, EMIT_SLICE_ROWS):
+            part = slice(lo, lo + EMIT_SLICE_ROWS)
+            self._emit_transactions({k: v[part] for k, v in p.items()}, status[part], settled[part])
         self._emit_fees(p, success, di, d_t)
         self._emit_refunds(p, r_row, r_amount, r_reason, r_status, r_t)
         self._emit_disputes(p, di, d_reason, d_status, d_t, evidence, closed, is_closed, won)
@@ -2139,7 +2249,7 @@ class _Simulation:
             "plan_type": _labels(PLAN_TYPES, p["plan_type"]),
             "country_code": _labels(COUNTRY_CODES, p["country"]),
             "ip_country": _labels(COUNTRY_CODES, p["ip_country"]),
-            "ip_hash": _sha256(_ip_strings(p["ip"])),
+            "ip_hash": self._sha256(_ip_strings(p["ip"])),
             "device_class": _labels(DEVICES, p["device"]),
             "referrer_domain": _labels(REFERRERS, p["referrer"]),
             "campaign_id": _labels(self.campaigns.ids, p["campaign"]),
@@ -2295,13 +2405,17 @@ class _Simulation:
                 ok = pos[p["success"][pos] & (p["done"][pos] < self.cutoff)]
                 srow_ok = order[np.searchsorted(s["session"][order], p["session"][ok])]
                 cols.append(self._steps(s, srow_ok, 4, p["done"][ok], ok, p))
-            cols.append(self._abandoned(rng, s, mi))
-        events = _concat([c for c in cols if c])
-        if not events:
-            return
-        keep = events["t"] < self.cutoff
-        events = _take(events, np.flatnonzero(keep))
+            cols.extend(self._abandoned(rng, s, mi))
+        # emitted in slices: a month at benchmark size has millions of funnel events
+        for group in _groups(cols, EMIT_SLICE_ROWS):
+            events = _concat(group)
+            if events:
+                self._emit_checkout_events(_take(events, np.flatnonzero(events["t"] < self.cutoff)))
+
+    def _emit_checkout_events(self, events: dict[str, np.ndarray]) -> None:
         n = len(events["t"])
+        if n == 0:
+            return
         self.sink.add("checkout_events", _table("checkout_events", {
             "event_id": _ids("chk_", self._next("checkout", n)),
             "session_id": _ids("ses_", events["session"]),
@@ -2329,7 +2443,7 @@ class _Simulation:
                 "country": s["country"][srow], "device": s["device"][srow], "campaign": s["campaign"][srow],
                 "txn": txn}
 
-    def _abandoned(self, rng: np.random.Generator, s: dict[str, np.ndarray], mi: int) -> dict[str, np.ndarray]:
+    def _abandoned(self, rng: np.random.Generator, s: dict[str, np.ndarray], mi: int) -> list[dict[str, np.ndarray]]:
         """Sessions that stop before paying: counts follow the step conversion rates by device."""
         parts = []
         for device in range(len(DEVICES)):
@@ -2358,7 +2472,7 @@ class _Simulation:
                                   "product": s["product"][src], "method": s["method"][src],
                                   "country": s["country"][src], "device": s["device"][src],
                                   "campaign": s["campaign"][src], "txn": np.full(k, -1, dtype=np.int64)})
-        return _concat(parts)
+        return parts
 
     def _emit_subscription_events(self) -> None:
         e = _concat(self._events)
@@ -2431,28 +2545,12 @@ class _Simulation:
         wd = np.asarray(ACTIVITY_WEEKDAY)[cal.weekday[days]]
         day_start = cal.days[days] * DAY_US
         who = np.flatnonzero(access & (hi > lo))
-        parts = []
         for b in range(0, len(who), ACTIVITY_BLOCK):
             c = who[b: b + ACTIVITY_BLOCK]
             live = (day_start[None, :] + DAY_US > lo[c, None]) & (day_start[None, :] < hi[c, None])
             hit = live & (rng.random((len(c), len(days))) < p_day[c, None] * wd[None, :])
             r, d = np.nonzero(hit)
-            parts.append({"cust": c[r], "day": days[d]})
-        act = _concat(parts)
-        if act:
-            k = len(act["cust"])
-            ee = e[act["cust"]]
-            logins = 1 + rng.poisson(0.3 + 0.5 * ee)
-            lessons = rng.poisson(0.5 + 4.0 * ee)
-            minutes = np.round(lessons * rng.gamma(2.0, 4.0 + 6.0 * ee) + rng.uniform(0, 3, k), 1)
-            self.sink.add("user_activity", _table("user_activity", {
-                "customer_id": _ids("cus_", act["cust"]),
-                "activity_date": pa.array((cal.start_day + act["day"]).astype(np.int32), pa.date32()),
-                "logins": logins.astype(np.int32),
-                "lesson_views": lessons.astype(np.int32),
-                "minutes_watched": minutes,
-                "activity_month": _labels(cal.month_labels, cal.day_month[act["day"]] + 1),
-            }))
+            self._emit_activity(rng, c[r], days[d], e)
         # support tickets
         failed = self.failed_this_month[:n] > 0
         t_p = (TICKET_BASE_RATE + TICKET_AFTER_FAILURE * failed + TICKET_BEFORE_CHURN * intent
@@ -2472,6 +2570,25 @@ class _Simulation:
         # engagement drifts; people on their way out disengage
         self.engagement[:n] += rng.normal(ENGAGEMENT_DRIFT, ENGAGEMENT_VOLATILITY, n) - ENGAGEMENT_DROP_BEFORE_CHURN * intent
         del cust
+
+    def _emit_activity(self, rng: np.random.Generator, cust: np.ndarray, day: np.ndarray, e: np.ndarray) -> None:
+        """Logins, lessons and minutes of active customer-days (more when engaged)."""
+        k = len(cust)
+        if k == 0:
+            return
+        ee = e[cust]
+        logins = 1 + rng.poisson(0.3 + 0.5 * ee)
+        lessons = rng.poisson(0.5 + 4.0 * ee)
+        minutes = np.round(lessons * rng.gamma(2.0, 4.0 + 6.0 * ee) + rng.uniform(0, 3, k), 1)
+        cal = self.cal
+        self.sink.add("user_activity", _table("user_activity", {
+            "customer_id": _ids("cus_", cust),
+            "activity_date": pa.array((cal.start_day + day).astype(np.int32), pa.date32()),
+            "logins": logins.astype(np.int32),
+            "lesson_views": lessons.astype(np.int32),
+            "minutes_watched": minutes,
+            "activity_month": _labels(cal.month_labels, cal.day_month[day] + 1),
+        }))
 
     def _emit_tickets(self, rng: np.random.Generator) -> None:
         t = _concat(self._tickets)
@@ -2515,7 +2632,7 @@ class _Simulation:
         emails = pc.binary_join_element_wise(local, _labels((*domains_tr, *domains, "mailinator.com"), domain), "@")
         return _table("customers", {
             "customer_id": _ids("cus_", idx),
-            "email_hash": _sha256(emails),
+            "email_hash": self._sha256(emails),
             "country_code": _labels(COUNTRY_CODES, self.country[idx]),
             "signup_at": _ts(self.signup[idx]),
             "acquisition_channel": _labels(CHANNELS, self.channel[idx]),
@@ -2564,7 +2681,7 @@ class _Simulation:
         ended = s.ended_at[:n] > 0
         trialing = (s.trial_end[:n] > 0) & (s.period_end[:n] == 0)
         status = np.select([ended, s.unpaid_since[:n] > 0, s.past_due_since[:n] > 0, trialing],
-                           [3, 4, 2, 0], 1)
+                           [np.full(n, 3), np.full(n, 4), np.full(n, 2), np.zeros(n, np.int64)], 1)
         has_period = s.period_end[:n] > 0
         return _table("subscriptions", {
             "subscription_id": _ids("sub_", idx),
@@ -2588,9 +2705,9 @@ class _Simulation:
 
 #: share of sessions continuing view -> begin_checkout, begin -> enter_payment, enter -> submit
 FUNNEL_CONTINUE = {
-    "desktop": (0.55, 0.78, 0.86),
-    "mobile": (0.50, 0.72, 0.66),
-    "tablet": (0.52, 0.75, 0.80),
+    "desktop": (0.70, 0.85, 0.88),
+    "mobile": (0.66, 0.82, 0.72),
+    "tablet": (0.68, 0.84, 0.80),
 }
 
 

@@ -141,7 +141,7 @@ def ingest(
             res = warehouse.upsert(table, derived, batch_id, only_new=True)
             counts["inserted"] += res.inserted
         if owned is not None and owned.num_rows:
-            res = warehouse.upsert(table, owned, batch_id)
+            res = warehouse.upsert(table, owned, batch_id, outcomes=True)
             outcomes[table] = res.outcomes
             for k in counts:
                 counts[k] += getattr(res, k)

@@ -69,9 +69,11 @@ def new_batch_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
-def _duck() -> duckdb.DuckDBPyConnection:
+def _duck(memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": True})
     con.execute("SET TimeZone = 'UTC'")
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
     return con
 
 
@@ -192,13 +194,14 @@ class Warehouse:
         data: pa.Table | Sequence[dict],
         batch_id: str | None = None,
         only_new: bool = False,
+        outcomes: bool = False,
     ) -> WriteResult:
         """Insert new keys and update changed rows of ``name`` in one commit.
 
         Keys must be unique within ``data``. With ``only_new`` existing keys are left as they
         are (counted unchanged): for rows derived from another record, such as a customer first
         seen on a payment, which must not overwrite the customer's own richer record.
-        Returns counts and each key's outcome.
+        Returns counts, and with ``outcomes`` each key's outcome (ingestion's row accounting).
         """
         spec = get_table(name)
         batch = self.conform(name, data)
@@ -206,7 +209,7 @@ class Warehouse:
         if batch.num_rows == 0:
             return result
         batch_id = batch_id or new_batch_id()
-        con = _duck()
+        con = _duck(self.settings.duckdb_memory_limit)
         try:
             con.register("batch_raw", batch)
             hashed = self._with_system_columns(con, spec, batch_id)
@@ -220,7 +223,7 @@ class Warehouse:
                 with self._writer_lock(name):
                     dt = self.table(name)
                     try:
-                        return self._classify_and_write(con, spec, dt, batch_id, only_new)
+                        return self._classify_and_write(con, spec, dt, batch_id, only_new, outcomes)
                     except CommitFailedError as exc:
                         if attempt == MAX_COMMIT_ATTEMPTS:
                             raise WarehouseError(f"table {name}: commit kept conflicting: {exc}") from exc
@@ -252,44 +255,45 @@ class Warehouse:
         return dt.file_uris()
 
     def _classify_and_write(
-        self, con: duckdb.DuckDBPyConnection, spec: TableSpec, dt: DeltaTable, batch_id: str, only_new: bool
+        self, con: duckdb.DuckDBPyConnection, spec: TableSpec, dt: DeltaTable, batch_id: str, only_new: bool,
+        want_outcomes: bool,
     ) -> WriteResult:
         from analytics_lib.warehouse.snapshot import parquet_view_sql
 
         keys = list(spec.keys)
-        key_cols = ", ".join(f'b."{k}"' for k in keys)
         files = self._target_files(con, spec, dt)
-        has_hash = spec.system_columns
-        if files and has_hash:
-            con.execute(
-                "CREATE OR REPLACE TEMP VIEW target AS "
-                + parquet_view_sql(spec, files, columns=[*keys, "_row_hash"])
-            )
-        elif files:
-            con.execute("CREATE OR REPLACE TEMP VIEW target AS " + parquet_view_sql(spec, files, columns=keys))
-        else:
-            cols = ", ".join(f'NULL::{spec.column(k).duckdb_type} AS "{k}"' for k in keys)
-            con.execute(f"CREATE OR REPLACE TEMP VIEW target AS SELECT {cols}, NULL::VARCHAR AS _row_hash LIMIT 0")
+        has_hash = spec.system_columns and not only_new
         join = " AND ".join(f'b."{k}" = t."{k}"' for k in keys)
-        hash_cmp = "b._row_hash = t._row_hash" if has_hash and not only_new else "true"
-        classified = con.sql(
-            f"""SELECT {key_cols},
-                   CASE WHEN t."{keys[0]}" IS NULL THEN 'inserted'
-                        WHEN {hash_cmp} THEN 'unchanged' ELSE 'updated' END AS outcome
-                FROM batch b LEFT JOIN (SELECT DISTINCT * FROM target) t ON {join}"""
-        ).fetchall()
+        key_list = ", ".join(f'b."{k}"' for k in keys)
+        if files:
+            # only the stored rows whose keys are in the batch (a semi join keeps the memory
+            # proportional to the batch, not to the table)
+            stored = parquet_view_sql(spec, files, columns=[*keys, *(["_row_hash"] if has_hash else [])])
+            con.execute(f"CREATE OR REPLACE TEMP VIEW target AS SELECT t.* FROM ({stored}) t "
+                        f"SEMI JOIN batch b ON {join}")
+            hash_expr = "t._row_hash" if has_hash else "NULL"
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE classified AS
+                    SELECT {key_list},
+                           CASE WHEN t."{keys[0]}" IS NULL THEN 'inserted'
+                                WHEN {"b._row_hash = " + hash_expr if has_hash else "true"} THEN 'unchanged'
+                                ELSE 'updated' END AS outcome
+                    FROM batch b LEFT JOIN target t ON {join}""")
+        else:  # nothing stored where the batch goes: everything is new
+            con.execute(f"CREATE OR REPLACE TEMP TABLE classified AS SELECT {key_list}, 'inserted' AS outcome FROM batch b")
         result = WriteResult(table=spec.name)
-        for row in classified:
-            outcome = row[-1]
-            result.outcomes[tuple(row[:-1])] = outcome
-            setattr(result, outcome, getattr(result, outcome) + 1)
+        for outcome, n in con.sql("SELECT outcome, count(*) FROM classified GROUP BY ALL").fetchall():
+            setattr(result, outcome, n)
+        if want_outcomes:
+            for row in con.sql("SELECT * FROM classified").fetchall():
+                result.outcomes[tuple(row[:-1])] = row[-1]
         if result.inserted == 0 and result.updated == 0:
             result.version = dt.version()
             return result
         # rows to write: new keys and changed rows
         changed = con.sql(
-            f"""SELECT b.* FROM batch b LEFT JOIN (SELECT DISTINCT * FROM target) t ON {join}
-                WHERE t."{keys[0]}" IS NULL OR NOT ({hash_cmp})"""
+            f"""SELECT b.* FROM batch b SEMI JOIN (SELECT * FROM classified WHERE outcome <> 'unchanged') c
+                ON {join.replace('t."', 'c."')}"""
         ).to_arrow_table().cast(spec.arrow_schema())
         changed = _sort(changed, spec)
         props = CommitProperties(custom_metadata={"batch_id": batch_id, "writer": "analytics_lib"})
