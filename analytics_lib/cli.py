@@ -80,7 +80,7 @@ def main(ctx: click.Context, warehouse: str | None, debug: bool) -> None:
 
 
 @main.command("demo-data")
-@click.option("--customers", type=click.IntRange(min=10), default=5000, show_default=True,
+@click.option("--customers", type=click.IntRange(min=10), default=20000, show_default=True,
               help="Customers to simulate.")
 @click.option("--months", type=click.IntRange(1, 120), default=24, show_default=True,
               help="Months of history ending at --end.")
