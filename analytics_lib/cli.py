@@ -42,13 +42,15 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from analytics_lib.models.registry import RegistryError
         from analytics_lib.warehouse import WarehouseError
         from analytics_lib.warehouse.sources import IngestError
 
         ctx = click.get_current_context()
         try:
             return func(*args, **kwargs)
-        except (IngestError, ConfigError, WarehouseError, FileNotFoundError, ValueError, KeyError) as exc:
+        except (IngestError, ConfigError, WarehouseError, FileNotFoundError, ValueError, KeyError,
+                RegistryError) as exc:
             # MetricError, PeriodError and MissingRateError are ValueErrors too
             if ctx.find_root().obj and ctx.find_root().obj.debug:
                 raise
@@ -247,6 +249,170 @@ def _format_value(key: str, value: Any) -> str:
             return f"{value:.2%}"
         return f"{value:,.2f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+@main.group()
+def models() -> None:
+    """Train, evaluate and use the predictive models (churn, clv, payment_failure, fraud,
+    revenue_forecast, payment_flow)."""
+
+
+def _model_name(name: str) -> str:
+    from analytics_lib import models as registry_models
+
+    if name not in registry_models.names():
+        _fail(f"unknown model {name!r}; models: {', '.join(registry_models.names())}")
+    return name
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            _fail(f"--param {pair!r} must look like key=value")
+        key, value = pair.split("=", 1)
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+@models.command("list")
+@click.pass_obj
+@_friendly_errors
+def models_list(obj: _Context) -> None:
+    """Registered models and their versions, with the headline of each scorecard."""
+    from analytics_lib import models as m
+
+    registry = m.Registry()
+    click.echo(f"registry: {registry.location}")
+    for name in m.names():
+        versions = registry.versions(name)
+        click.echo(f"  {name:<18} {len(versions)} version(s)" + (f", latest {versions[-1]}" if versions else ""))
+
+
+@models.command("train")
+@click.argument("name")
+@click.option("--cutoff", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Train before this day, evaluate after it (default: chosen from the data).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Model parameter (JSON value).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+@_friendly_errors
+def models_train(obj: _Context, name: str, cutoff: Any, params: tuple[str, ...], fmt: str) -> None:
+    """Train NAME on the warehouse, score it out of time against its baseline, register it."""
+    from analytics_lib import models as m
+
+    model = m.get(_model_name(name))
+    result, version = model.fit_and_register(obj.warehouse(), cutoff=cutoff.date() if cutoff else None,
+                                             **_parse_params(params))
+    card = result.scorecard.to_dict()
+    if fmt == "json":
+        click.echo(json.dumps({"model": name, "version": version, "scorecard": card}, indent=2, default=str))
+        return
+    click.echo(f"{name} version {version} registered")
+    _print_scorecard(card)
+
+
+def _print_scorecard(card: dict[str, Any]) -> None:
+    split = card.get("split", {})
+    click.echo(f"  split: train {split.get('train_start')} .. {split.get('cutoff')}, "
+               f"evaluate {split.get('cutoff')} .. {split.get('evaluation_end')}; sizes {card.get('sizes')}")
+    metric = card.get("primary_metric")
+    click.echo(f"  {'metric':<22} {'model':>12} {card.get('baseline_name', 'baseline'):>22}")
+    for key, value in card.get("metrics", {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            base = card.get("baseline", {}).get(key)
+            base_s = f"{base:>22.4f}" if isinstance(base, (int, float)) and not isinstance(base, bool) else f"{'':>22}"
+            mark = " <- primary" if key == metric else ""
+            click.echo(f"  {key:<22} {value:>12.4f} {base_s}{mark}")
+    click.echo(f"  beats baseline on {metric}: {'yes' if card.get('beats_baseline') else 'NO'}")
+
+
+@models.command("evaluate")
+@click.argument("name")
+@click.option("--version", "version_id", default=None, help="A registered version (default the latest).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+@_friendly_errors
+def models_evaluate(obj: _Context, name: str, version_id: str | None, fmt: str) -> None:
+    """Score a registered version again on the data after its cutoff."""
+    from analytics_lib import models as m
+
+    model = m.get(_model_name(name))
+    loaded = model.load(version=version_id)
+    with obj.warehouse().snapshot() as snap:
+        card = model.evaluate(loaded, snap)
+    if fmt == "json":
+        click.echo(json.dumps({"model": name, "version": loaded.metadata.version, "scorecard": card},
+                              indent=2, default=str))
+        return
+    click.echo(f"{name} version {loaded.metadata.version}")
+    _print_scorecard(card)
+
+
+@models.command("predict")
+@click.argument("name")
+@click.option("--version", "version_id", default=None, help="A registered version (default the latest).")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Predict as of this day.")
+@click.option("--id", "ids", multiple=True, help="Entity id (customer, transaction, ...); repeatable.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Riskiest N.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="json", show_default=True)
+@click.pass_obj
+@_friendly_errors
+def models_predict(obj: _Context, name: str, version_id: str | None, as_of: Any, ids: tuple[str, ...],
+                   limit: int, fmt: str) -> None:
+    """Predictions of a registered model (JSON in the platform's prediction shape)."""
+    from analytics_lib import models as m
+
+    predictions = m.predict(_model_name(name), obj.warehouse(), version=version_id,
+                            as_of=as_of.date() if as_of else None, ids=list(ids) or None, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps([p.to_dict() for p in predictions], indent=2, default=str))
+        return
+    for p in predictions:
+        prob = "-" if p.probability is None else f"{p.probability:.3f}"
+        factors = ", ".join(f.factor for f in p.key_risk_factors[:3])
+        click.echo(f"{p.entity_id:<28} {prob:>7} {p.risk_level:<9} {factors}")
+
+
+@models.command("fit-clv")
+@click.option("--transactions", "path", type=click.Path(path_type=Path), required=True, help="CSV of transactions.")
+@click.option("--customer-column", required=True)
+@click.option("--date-column", required=True)
+@click.option("--amount-column", required=True)
+@click.option("--calibration-end", required=True, metavar="YYYY-MM-DD")
+@click.option("--observation-end", default=None, metavar="YYYY-MM-DD")
+@click.option("--time-unit", type=click.Choice(["days", "weeks"]), default="days", show_default=True)
+@_friendly_errors
+def models_fit_clv(path: Path, customer_column: str, date_column: str, amount_column: str,
+                   calibration_end: str, observation_end: str | None, time_unit: str) -> None:
+    """Fit BG/NBD + Gamma-Gamma on any transactions CSV; print parameters and holdout as JSON."""
+    from analytics_lib.models.clv import fit_clv_file
+
+    result = fit_clv_file(path, customer_column=customer_column, date_column=date_column,
+                          amount_column=amount_column, calibration_end=calibration_end,
+                          observation_end=observation_end, time_unit=time_unit)
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+@models.command("forecast")
+@click.option("--series", "path", type=click.Path(path_type=Path), required=True, help="CSV with a date and a value.")
+@click.option("--date-column", required=True)
+@click.option("--value-column", required=True)
+@click.option("--freq", type=click.Choice(["D", "W", "M"]), default="D", show_default=True)
+@click.option("--horizon", type=click.IntRange(min=1), required=True, help="Periods to forecast.")
+@click.option("--holdout", type=click.IntRange(min=1), default=None, help="Periods held out to backtest.")
+@_friendly_errors
+def models_forecast(path: Path, date_column: str, value_column: str, freq: str, horizon: int,
+                    holdout: int | None) -> None:
+    """Backtest every candidate model on any series, choose one, forecast with intervals (JSON)."""
+    from analytics_lib.models.forecast import forecast_file
+
+    result = forecast_file(path, date_column=date_column, value_column=value_column, freq=freq,
+                           horizon=horizon, holdout=holdout)
+    click.echo(json.dumps(result, indent=2, default=str))
 
 
 @main.command()

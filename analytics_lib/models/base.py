@@ -87,7 +87,14 @@ class Model(ABC):
     @abstractmethod
     def predict(self, loaded: LoadedModel, snapshot: Snapshot, as_of: date | None = None,
                 ids: list[str] | None = None, limit: int | None = None) -> list[Prediction]:
-        """Predictions for entities (all eligible ones, or ``ids``) as of a date."""
+        """Predictions for entities (all eligible ones, or ``ids``) as of a date.
+
+        Unknown ids raise :class:`ModelError` naming them; ``limit`` keeps the riskiest."""
+
+    @abstractmethod
+    def evaluate(self, loaded: LoadedModel, snapshot: Snapshot) -> dict[str, Any]:
+        """Score a registered version again on the data after its cutoff that the snapshot holds
+        now (same metrics and baseline as its training scorecard)."""
 
     # -- shared plumbing ------------------------------------------------------------------
     def fit_and_register(self, warehouse: Warehouse | None = None, registry: Registry | None = None,
@@ -119,8 +126,11 @@ def data_range(snapshot: Snapshot, table: str = "transactions", column: str = "c
     if row[0] is None:
         raise ModelError(f"no {table} in the warehouse: load data (or `payment-analytics demo-data`) first")
     first, last = row
-    to_day = (lambda v: v.date() if isinstance(v, datetime) else v)
-    return to_day(first), to_day(last)
+    return _to_day(first), _to_day(last)
+
+
+def _to_day(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
 
 
 def month_starts(first: date, last: date) -> list[date]:
