@@ -132,7 +132,7 @@ def ingest(
     outcomes: dict[str, dict[tuple, str]] = {}
     for table in WRITE_ORDER:
         counts = {"inserted": 0, "updated": 0, "unchanged": 0}
-        owned = _last_per_key(table, tables[table]) if table in tables else None
+        owned = _last_per_key(table, tables.pop(table)) if table in tables else None
         owned_keys = set()
         if owned is not None and owned.num_rows:
             owned_keys = set(zip(*(owned[k].to_pylist() for k in get_table(table).keys), strict=True))

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
@@ -212,18 +211,21 @@ class Warehouse:
         con = _duck(self.settings.duckdb_memory_limit)
         try:
             con.register("batch_raw", batch)
-            hashed = self._with_system_columns(con, spec, batch_id)
             dupes = con.sql(
                 f"SELECT count(*) - count(DISTINCT ({', '.join(spec.keys)})) FROM batch_raw"
             ).fetchall()[0][0]
             if dupes:
                 raise WarehouseError(f"table {name}: batch has {dupes} duplicate keys {spec.keys}")
+            hashed = self._with_system_columns(con, spec, batch_id)
+            # the hashed copy is all that is needed from here: free the input early (large files)
+            con.unregister("batch_raw")
+            del batch, data
             con.register("batch", hashed)
             for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
                 with self._writer_lock(name):
                     dt = self.table(name)
                     try:
-                        return self._classify_and_write(con, spec, dt, batch_id, only_new, outcomes)
+                        return self._classify_and_write(con, spec, dt, batch_id, only_new, outcomes, hashed)
                     except CommitFailedError as exc:
                         if attempt == MAX_COMMIT_ATTEMPTS:
                             raise WarehouseError(f"table {name}: commit kept conflicting: {exc}") from exc
@@ -235,14 +237,17 @@ class Warehouse:
         return result
 
     def _with_system_columns(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, batch_id: str) -> pa.Table:
+        """The batch with its content hash and batch columns, sorted as the table is stored
+        (files written in time order let time-bounded reads skip row groups)."""
         cols = ", ".join(f'"{c}"' for c in spec.business_columns)
         struct = ", ".join(f'"{c}" := "{c}"' for c in spec.business_columns)
+        order = f" ORDER BY {', '.join(repr_ident(c) for c in spec.sort_by)}" if spec.sort_by else ""
         if not spec.system_columns:
-            return con.sql(f"SELECT {cols} FROM batch_raw").to_arrow_table()
+            return con.sql(f"SELECT {cols} FROM batch_raw{order}").to_arrow_table().cast(spec.arrow_schema())
         now = datetime.now(UTC)
         tbl = con.sql(
             f"SELECT {cols}, md5(to_json(struct_pack({struct}))) AS _row_hash, "
-            f"?::VARCHAR AS _batch_id, ?::TIMESTAMPTZ AS _ingested_at FROM batch_raw",
+            f"?::VARCHAR AS _batch_id, ?::TIMESTAMPTZ AS _ingested_at FROM batch_raw{order}",
             params=[batch_id, now],
         ).to_arrow_table()
         return tbl.cast(spec.arrow_schema())
@@ -256,7 +261,7 @@ class Warehouse:
 
     def _classify_and_write(
         self, con: duckdb.DuckDBPyConnection, spec: TableSpec, dt: DeltaTable, batch_id: str, only_new: bool,
-        want_outcomes: bool,
+        want_outcomes: bool, batch: pa.Table,
     ) -> WriteResult:
         from analytics_lib.warehouse.snapshot import parquet_view_sql
 
@@ -290,12 +295,15 @@ class Warehouse:
         if result.inserted == 0 and result.updated == 0:
             result.version = dt.version()
             return result
-        # rows to write: new keys and changed rows
-        changed = con.sql(
-            f"""SELECT b.* FROM batch b SEMI JOIN (SELECT * FROM classified WHERE outcome <> 'unchanged') c
-                ON {join.replace('t."', 'c."')}"""
-        ).to_arrow_table().cast(spec.arrow_schema())
-        changed = _sort(changed, spec)
+        # rows to write: new keys and changed rows (all of the batch when everything is new)
+        if result.unchanged == 0 and result.updated == 0:
+            changed = batch
+        else:
+            order = f" ORDER BY {', '.join(repr_ident(c) for c in spec.sort_by)}" if spec.sort_by else ""
+            changed = con.sql(
+                f"""SELECT b.* FROM batch b SEMI JOIN (SELECT * FROM classified WHERE outcome <> 'unchanged') c
+                    ON {join.replace('t."', 'c."')}{order}"""
+            ).to_arrow_table().cast(spec.arrow_schema())
         props = CommitProperties(custom_metadata={"batch_id": batch_id, "writer": "analytics_lib"})
         if result.updated == 0:
             write_deltalake(dt, changed, mode="append", commit_properties=props,
@@ -325,7 +333,6 @@ class Warehouse:
             dt = self._delta(name)
             if dt is None:
                 continue
-            spec = get_table(name)
             with self._writer_lock(name):
                 dt = self.table(name)
                 before = len(dt.file_uris())
@@ -362,10 +369,8 @@ class Warehouse:
         return rows
 
 
-def _sort(tbl: pa.Table, spec: TableSpec) -> pa.Table:
-    if spec.sort_by and tbl.num_rows > 1:
-        return tbl.take(pc.sort_indices(tbl, [(c, "ascending") for c in spec.sort_by]))
-    return tbl
+def repr_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def versions_json(versions: dict[str, int]) -> str:

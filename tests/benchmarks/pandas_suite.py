@@ -126,6 +126,11 @@ def suite(t: Tables, period: Period, rc: str = "USD") -> dict[str, float]:
     out["review_share"] = float((p["risk_score"] >= 65).mean()) if len(p) else 0.0
     # MRR at the start and end of the period
     ev = t["subscription_events"].copy()
+    # a cancellation taken back (a later event before it took effect) never takes effect
+    later = ev[ev["event_type"] != "cancel"][["subscription_id", "occurred_at"]].rename(columns={"occurred_at": "later_at"})
+    cancels = ev[ev["event_type"] == "cancel"].reset_index().merge(later, on="subscription_id", how="left")
+    revoked = cancels[(cancels["later_at"] > cancels["occurred_at"]) & (cancels["later_at"] < cancels["effective_at"])]
+    ev = ev.drop(index=revoked["index"].unique())
     ev["when"] = ev["effective_at"]
     ev["mrr"] = np.where(ev["event_type"].isin(["trial_start", "cancel"]), 0.0,
                          _to_rc(ev, t["fx_rates"], "price_minor", "occurred_at", rc)

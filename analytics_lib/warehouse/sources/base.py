@@ -16,13 +16,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, ClassVar
 
 from analytics_lib.warehouse.countries import is_country_code
-from decimal import Decimal, InvalidOperation
-
-from analytics_lib.warehouse.currency import UnknownCurrencyError, exponent, normalise_currency, to_minor
+from analytics_lib.warehouse.currency import (
+    UnknownCurrencyError,
+    exponent,
+    normalise_currency,
+    to_minor,
+)
 
 #: longest input row read; a longer one is rejected without being parsed
 MAX_ROW_BYTES = 1 << 20

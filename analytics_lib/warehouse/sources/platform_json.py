@@ -27,7 +27,10 @@ from typing import Any
 
 from analytics_lib.warehouse import privacy
 from analytics_lib.warehouse.schema import (
-    BILLING_REASONS, FAILURE_REASONS, OUTCOME_TYPES, PAYMENT_STATUSES,
+    BILLING_REASONS,
+    FAILURE_REASONS,
+    OUTCOME_TYPES,
+    PAYMENT_STATUSES,
 )
 from analytics_lib.warehouse.sources import base
 from analytics_lib.warehouse.sources.base import IngestError, Progress, Record, Reject, RowError
