@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,bench
 WAREHOUSE ?= warehouse
 PYTEST_ARGS ?=
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export PAYMENT_ANALYTICS_WAREHOUSE ?= $(abspath $(WAREHOUSE))
 
 .PHONY: help install demo demo-reset test test-quick lab lint format bench docs clean system-deps
@@ -21,13 +23,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-$(subst $(comma),-,$(EXTRAS)): $(BIN)/python pyproject.toml constraints.txt
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (payment-analytics)" >/dev/null
 	@touch $@
 
-comma := ,
-install: $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS)) ## Create .venv and install the workspace (pinned by constraints.txt)
+install: $(STAMP) ## Create .venv and install the workspace (pinned by constraints.txt)
 
 system-deps: ## Install system packages the tests need (chromium), or say what to install
 	@bash .ci/system-deps.sh
