@@ -11,12 +11,28 @@ Typical use in a notebook::
 """
 
 from analytics_lib.metrics.api import (
-    ComprehensiveAnalytics, MetricOptions, MetricSection, cohorts, comprehensive_analytics,
-    customer_analytics, fraud, geography, performance, realtime, recurring_revenue,
-    revenue_analytics, transaction_analytics, trend_analysis,
+    ComprehensiveAnalytics,
+    MetricOptions,
+    MetricSection,
+    cohorts,
+    comprehensive_analytics,
+    customer_analytics,
+    fraud,
+    geography,
+    performance,
+    realtime,
+    recurring_revenue,
+    revenue_analytics,
+    transaction_analytics,
+    trend_analysis,
 )
 from analytics_lib.metrics.engine import (
-    FILTER_COLUMNS, GRAINS, Filters, MetricError, MetricSession, MissingRateError,
+    FILTER_COLUMNS,
+    GRAINS,
+    Filters,
+    MetricError,
+    MetricSession,
+    MissingRateError,
 )
 from analytics_lib.metrics.period import Period, PeriodError
 from analytics_lib.metrics.trends import Trend

@@ -20,7 +20,13 @@ import pandas as pd
 import pyarrow as pa
 
 from analytics_lib.metrics import trends as tr
-from analytics_lib.metrics.engine import GRAINS, Filters, MetricError, MetricSession, MissingRateError
+from analytics_lib.metrics.engine import (
+    GRAINS,
+    Filters,
+    MetricError,
+    MetricSession,
+    MissingRateError,
+)
 from analytics_lib.metrics.period import Period
 from analytics_lib.warehouse.countries import country_name
 
@@ -263,9 +269,8 @@ def customer_analytics(session: MetricSession, period: Period, filters: Any = No
         if spend["missing_rate_rows"]:
             raise MissingRateError(f"no FX rate for {spend['missing_currency']} on {spend['missing_day']} "
                                    f"(needed to convert marketing spend to {session.current.currency})")
-        rfm = session.query("customers", "rfm")
         tables = {
-            "rfm_segments": _rfm_segments(rfm),
+            "rfm_segments": session.query("customers", "rfm_segments"),
             "day_hour": session.query("customers", "day_hour"),
             "course_pairs": session.query("customers", "course_pairs"),
             "spend_by_channel": session.query("customers", "spend_by_channel"),
@@ -297,17 +302,6 @@ def _monthly_rate(rate: float | None, days: int) -> float | None:
     if rate >= 1:
         return 1.0
     return 1 - (1 - rate) ** (30.4375 / days)
-
-
-def _rfm_segments(rfm: pd.DataFrame) -> pd.DataFrame:
-    if rfm.empty:
-        return pd.DataFrame(columns=["segment", "customers", "share", "revenue", "avg_recency_days", "avg_frequency"])
-    grouped = rfm.groupby("segment").agg(
-        customers=("customer_id", "count"), revenue=("monetary", "sum"),
-        avg_recency_days=("recency_days", "mean"), avg_frequency=("frequency", "mean"),
-    ).reset_index()
-    grouped["share"] = grouped["customers"] / grouped["customers"].sum()
-    return grouped.sort_values(["revenue", "segment"], ascending=[False, True]).reset_index(drop=True)
 
 
 def geography(session: MetricSession, period: Period, filters: Any = None,

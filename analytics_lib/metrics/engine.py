@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -100,7 +100,7 @@ class Filters:
         return bool(self.values)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_queries(family: str) -> dict[str, str]:
     """Named queries of ``sql/<family>.sql`` (each introduced by a ``-- name: x`` line)."""
     text = resources.files("analytics_lib.metrics").joinpath("sql", f"{family}.sql").read_text("utf-8")

@@ -135,3 +135,45 @@ SELECT customer_id, min(first_at) AS first_at, max(last_at) AS last_at, min(mont
        sum(payments) AS payments, sum(revenue) AS revenue
 FROM customer_months_asof
 GROUP BY ALL
+
+-- name: customer_rfm
+-- RFM as of the period end. Scores are quintiles by value: the 4 cut points are computed once,
+-- so ties share a score and no sort of all customers is needed (5 = best: most recent, most
+-- frequent, most revenue).
+-- requires: customer_firsts
+CREATE OR REPLACE TEMP TABLE customer_rfm AS
+WITH base AS (
+    SELECT customer_id,
+           date_diff('day', last_at, getvariable('p_end')) AS recency_days,
+           payments AS frequency,
+           revenue AS monetary
+    FROM customer_firsts
+),
+cuts AS (
+    SELECT quantile_cont(recency_days, [0.2, 0.4, 0.6, 0.8]) AS r,
+           quantile_cont(frequency, [0.2, 0.4, 0.6, 0.8]) AS f,
+           quantile_cont(monetary, [0.2, 0.4, 0.6, 0.8]) AS m
+    FROM base
+),
+scored AS (
+    SELECT base.*,
+           5 - (recency_days > r[1])::INT - (recency_days > r[2])::INT - (recency_days > r[3])::INT
+             - (recency_days > r[4])::INT AS r_score,
+           1 + (frequency > f[1])::INT + (frequency > f[2])::INT + (frequency > f[3])::INT
+             + (frequency > f[4])::INT AS f_score,
+           1 + (monetary > m[1])::INT + (monetary > m[2])::INT + (monetary > m[3])::INT
+             + (monetary > m[4])::INT AS m_score
+    FROM base, cuts
+)
+SELECT *,
+    CASE
+        WHEN r_score >= 4 AND f_score >= 4 THEN 'Champions'
+        WHEN r_score >= 3 AND f_score >= 3 THEN 'Loyal'
+        WHEN r_score >= 4 AND f_score <= 2 THEN 'New / promising'
+        WHEN r_score = 3 AND f_score <= 2 THEN 'Potential loyalists'
+        WHEN r_score <= 2 AND f_score >= 4 THEN 'Cannot lose them'
+        WHEN r_score <= 2 AND f_score = 3 THEN 'At risk'
+        WHEN r_score = 2 AND f_score <= 2 THEN 'Hibernating'
+        ELSE 'Lost'
+    END AS segment
+FROM scored

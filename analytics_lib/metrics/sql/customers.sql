@@ -72,33 +72,18 @@ FULL JOIN acquired a USING (channel)
 ORDER BY marketing_spend DESC, channel
 
 -- name: rfm
--- requires: customer_firsts
-WITH base AS (
-    SELECT customer_id,
-           date_diff('day', last_at, getvariable('p_end')) AS recency_days,
-           payments AS frequency,
-           revenue AS monetary
-    FROM customer_firsts
-),
-scored AS (
-    SELECT *,
-           6 - ntile(5) OVER (ORDER BY recency_days, customer_id) AS r_score,
-           ntile(5) OVER (ORDER BY frequency, customer_id) AS f_score,
-           ntile(5) OVER (ORDER BY monetary, customer_id) AS m_score
-    FROM base
-)
-SELECT *,
-    CASE
-        WHEN r_score >= 4 AND f_score >= 4 THEN 'Champions'
-        WHEN r_score >= 3 AND f_score >= 3 THEN 'Loyal'
-        WHEN r_score >= 4 AND f_score <= 2 THEN 'New / promising'
-        WHEN r_score = 3 AND f_score <= 2 THEN 'Potential loyalists'
-        WHEN r_score <= 2 AND f_score >= 4 THEN 'Cannot lose them'
-        WHEN r_score <= 2 AND f_score = 3 THEN 'At risk'
-        WHEN r_score = 2 AND f_score <= 2 THEN 'Hibernating'
-        ELSE 'Lost'
-    END AS segment
-FROM scored
+-- requires: customer_rfm
+-- one row per customer: recency, frequency, monetary, their 1-5 scores and the segment
+SELECT * FROM customer_rfm
+
+-- name: rfm_segments
+-- requires: customer_rfm
+-- customers, share, revenue and averages per RFM segment
+SELECT segment, count(*) AS customers, count(*) / sum(count(*)) OVER () AS share,
+       sum(monetary) AS revenue, avg(recency_days) AS avg_recency_days, avg(frequency) AS avg_frequency
+FROM customer_rfm
+GROUP BY segment
+ORDER BY revenue DESC, segment
 
 -- name: day_hour
 -- successful payments of the period by local weekday (1 = Monday) and hour
@@ -122,10 +107,14 @@ FROM s
 
 -- name: course_pairs
 -- courses bought by the same customer (up to the period end): the most frequent pairs
-WITH bought AS (
+WITH all_bought AS (
     SELECT DISTINCT t.customer_id, t.product_id
     FROM filtered_transactions t JOIN products p ON p.product_id = t.product_id AND p.product_type = 'course'
     WHERE is_successful(t.status) AND t.created_at < getvariable('p_end')
+),
+bought AS (  -- only customers with two courses or more can form a pair
+    SELECT * FROM all_bought
+    WHERE customer_id IN (SELECT customer_id FROM all_bought GROUP BY ALL HAVING count(*) > 1)
 )
 SELECT a.product_id AS course_a, b.product_id AS course_b, count(*) AS customers
 FROM bought a JOIN bought b ON a.customer_id = b.customer_id AND a.product_id < b.product_id
