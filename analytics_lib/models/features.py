@@ -8,7 +8,7 @@ snapshot as of a date, using only rows strictly before that date.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -17,7 +17,7 @@ import pandas as pd
 from analytics_lib.warehouse import Snapshot
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_sql(model: str) -> dict[str, str]:
     text = resources.files("analytics_lib.models").joinpath("sql", f"{model}.sql").read_text("utf-8")
     parts = re.split(r"^--\s*name:\s*(\w+)\s*$", text, flags=re.M)

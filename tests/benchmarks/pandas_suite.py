@@ -10,6 +10,7 @@ the DuckDB results so the comparison is of equal work.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
