@@ -55,6 +55,15 @@ WHERE transaction_id IN (
       AND created_at >= getvariable('p_start') AND created_at < getvariable('p_end')
 )
 
+-- name: alert_transactions
+-- Under filters, the payments of the window's fraud alerts that match them (empty, and no scan,
+-- without filters: alert counts then need no payment at all).
+CREATE OR REPLACE TEMP TABLE alert_transactions AS
+SELECT transaction_id FROM filtered_transactions
+WHERE getvariable('filters_active')
+  AND transaction_id IN (SELECT transaction_id FROM fraud_alerts
+                         WHERE created_at >= getvariable('p_start') AND created_at < getvariable('p_end'))
+
 -- name: scoped_refunds
 -- requires: claim_transactions
 CREATE OR REPLACE TEMP TABLE scoped_refunds AS

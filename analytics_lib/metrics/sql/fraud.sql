@@ -28,12 +28,13 @@ FROM payments WHERE risk_score IS NOT NULL
 GROUP BY ALL ORDER BY band_start
 
 -- name: alerts
+-- requires: alert_transactions
 SELECT alert_type, severity, status, count(*) AS alerts, avg(risk_score) AS average_risk_score
 FROM fraud_alerts
 WHERE created_at >= getvariable('p_start') AND created_at < getvariable('p_end')
   -- unfiltered: every alert; filtered: alerts on payments that match the filters
   AND (NOT getvariable('filters_active')
-       OR transaction_id IN (SELECT transaction_id FROM filtered_transactions))
+       OR transaction_id IN (SELECT transaction_id FROM alert_transactions))
 GROUP BY ALL ORDER BY alerts DESC, alert_type, severity, status
 
 -- name: chargebacks_by_segment

@@ -10,6 +10,7 @@
 --                        payments that match them)
 
 -- name: summary
+-- requires: alert_transactions
 SELECT
     count(*) AS transactions,
     count(*) / $hours AS transactions_per_hour,
@@ -34,7 +35,7 @@ SELECT
     (SELECT count(*) FROM fraud_alerts a WHERE status = 'open'
         AND created_at >= getvariable('p_start') AND created_at < getvariable('p_end')
         AND (NOT getvariable('filters_active')
-             OR a.transaction_id IN (SELECT transaction_id FROM filtered_transactions))) AS open_fraud_alerts
+             OR a.transaction_id IN (SELECT transaction_id FROM alert_transactions))) AS open_fraud_alerts
 FROM payments
 
 -- name: hourly
