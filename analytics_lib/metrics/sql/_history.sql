@@ -68,3 +68,13 @@ JOIN currency_scale s ON s.currency = t.currency
 LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = CAST(t.created_at AS DATE)
 WHERE is_successful(t.status)
 GROUP BY ALL
+
+-- name: mrr_deltas
+-- Each event's change of its subscription's MRR (the MRR after it minus the MRR after the
+-- subscription's previous event). A customer's MRR at an instant is the sum of the deltas of
+-- the events strictly before it, so the MRR of every customer at a few instants is one scan.
+-- requires: mrr_events
+CREATE OR REPLACE TEMP TABLE mrr_deltas AS
+SELECT customer_id, subscription_id, effective_ts, mrr,
+       mrr - coalesce(lag(mrr) OVER (PARTITION BY subscription_id ORDER BY effective_ts, created_at, event_id), 0) AS delta
+FROM mrr_events

@@ -24,27 +24,28 @@
 -- customer_churn_rate  customers paying at the start and not at the end / customers paying at the start
 
 -- name: movements
--- requires: mrr_events
-WITH subs AS (SELECT DISTINCT subscription_id, customer_id FROM mrr_events),
-points AS (SELECT b_start AS t FROM mrr_bounds UNION SELECT b_end FROM mrr_bounds),
-grid AS (SELECT s.subscription_id, s.customer_id, p.t FROM subs s CROSS JOIN points p),
-state AS (
-    SELECT g.customer_id, g.t, coalesce(e.mrr, 0) AS mrr
-    FROM grid g ASOF LEFT JOIN mrr_events e
-      ON e.subscription_id = g.subscription_id AND e.effective_ts < g.t
+-- requires: mrr_deltas
+WITH points AS (SELECT b_start AS t FROM mrr_bounds UNION SELECT b_end FROM mrr_bounds),
+cust AS (
+    SELECT p.t, d.customer_id, round(sum(d.delta), 6) AS mrr
+    FROM points p JOIN mrr_deltas d ON d.effective_ts < p.t
+    GROUP BY ALL
 ),
-cust AS (SELECT customer_id, t, round(sum(mrr), 6) AS mrr FROM state GROUP BY ALL),
-first_paid AS (SELECT customer_id, min(effective_ts) AS first_paid_at FROM mrr_events WHERE mrr > 0 GROUP BY ALL),
+first_paid AS (SELECT customer_id, min(effective_ts) AS first_paid_at FROM mrr_deltas WHERE mrr > 0 GROUP BY ALL),
 pairs AS (
-    SELECT b.interval_no, b.label, b.b_start, b.b_end, c0.customer_id,
-           c0.mrr AS mrr_start, c1.mrr AS mrr_end
+    -- everyone with an event before the interval's end has a row at its end (maybe 0 MRR);
+    -- everyone with one before its start also has a row there
+    SELECT b.interval_no, b.label, b.b_start, b.b_end, c1.customer_id,
+           coalesce(c0.mrr, 0) AS mrr_start, c1.mrr AS mrr_end
     FROM mrr_bounds b
-    JOIN cust c0 ON c0.t = b.b_start
-    JOIN cust c1 ON c1.customer_id = c0.customer_id AND c1.t = b.b_end
+    JOIN cust c1 ON c1.t = b.b_end
+    LEFT JOIN cust c0 ON c0.customer_id = c1.customer_id AND c0.t = b.b_start
+    UNION ALL  -- one empty row per interval, so an interval before any event still has a row
+    SELECT interval_no, label, b_start, b_end, NULL, 0, 0 FROM mrr_bounds WHERE EXISTS (SELECT 1 FROM mrr_deltas)
 ),
 peaks AS (
     SELECT b.interval_no, e.customer_id, max(e.mrr) AS peak
-    FROM mrr_bounds b JOIN mrr_events e ON e.effective_ts >= b.b_start AND e.effective_ts < b.b_end AND e.mrr > 0
+    FROM mrr_bounds b JOIN mrr_deltas e ON e.effective_ts >= b.b_start AND e.effective_ts < b.b_end AND e.mrr > 0
     GROUP BY ALL
 ),
 classified AS (
