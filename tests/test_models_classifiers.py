@@ -1,0 +1,541 @@
+"""The three classifiers (churn, payment_failure, fraud) on a small demo warehouse.
+
+Out-of-time splits, features that never see later rows, registry round trips, bad input,
+calibration, scorecards against their baselines, the CLI, the prediction shape and the
+platform's rules. One demo warehouse and one trained version per model serve the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from analytics_lib import models
+from analytics_lib.cli import main
+from analytics_lib.config import PROJECT_ROOT
+from analytics_lib.models import ModelError, Registry, RegistryError
+from analytics_lib.models.base import Action, RiskFactor, data_range
+from analytics_lib.models.churn import (
+    ChurnModel,
+    churn_risk_factors,
+    estimated_churn_date,
+    evaluation_reference_dates,
+    retention_strategies,
+    training_reference_dates,
+)
+from analytics_lib.models.failure import (
+    PaymentFailureModel,
+    day_start,
+    dunning_recovery_rate,
+    failure_actions,
+    renewals_at_risk,
+)
+from analytics_lib.models.fraud import FraudModel, FraudScorer, card_precision_top_k, what_if
+from analytics_lib.synth import generate
+from analytics_lib.warehouse import Warehouse
+
+NAMES = ("churn", "payment_failure", "fraud")
+END = date(2025, 6, 30)
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    wh = Warehouse(tmp_path_factory.mktemp("classifiers") / "warehouse")
+    generate(wh, customers=4000, months=15, seed=11, end=END)
+    return wh
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    return Registry(tmp_path_factory.mktemp("classifiers_registry"))
+
+
+@pytest.fixture(scope="module")
+def trained(warehouse: Warehouse, registry: Registry) -> dict:
+    return {name: models.get(name).fit_and_register(warehouse, registry) for name in NAMES}
+
+
+# ---- out-of-time splits ------------------------------------------------------------------------
+def test_failure_split_is_out_of_time(warehouse: Warehouse) -> None:
+    model = PaymentFailureModel()
+    with warehouse.snapshot() as snap:
+        split = model.default_split(snap)
+        last = data_range(snap)[1]
+        frame = model.features(snap, "window", start=day_start(split.train_start), end=day_start(split.evaluation_end))
+    rows = model.partition(frame, split)
+    created = frame["created_at"]
+    cutoff = day_start(split.cutoff)
+    assert rows["train"].any() and rows["evaluation"].any()
+    assert created[rows["train"]].max() < cutoff
+    assert created[rows["evaluation"]].min() >= cutoff
+    assert created[rows["fit"]].max() < created[rows["calibration"]].min()  # calibrated on later months
+    assert not (rows["train"] & rows["evaluation"]).any()
+    assert split.evaluation_end == last + timedelta(days=1)
+
+
+def test_churn_split_is_out_of_time(warehouse: Warehouse) -> None:
+    model = ChurnModel()
+    with warehouse.snapshot() as snap:
+        split = model.default_split(snap)
+        train_dates = training_reference_dates(split, 30)
+        eval_dates = evaluation_reference_dates(split.cutoff, split.evaluation_end, 30)
+        frame = model.features(snap, train_dates + eval_dates)
+    # every training label is observed before the cutoff; every evaluation horizon is complete
+    assert all(d + timedelta(days=30) <= split.cutoff for d in train_dates)
+    assert all(d >= split.cutoff and d + timedelta(days=30) <= split.evaluation_end for d in eval_dates)
+    rows = model.partition(frame, split, train_dates)
+    cutoff = day_start(split.cutoff)
+    assert frame["ref_at"][rows["train"]].max() <= day_start(split.cutoff - timedelta(days=30))
+    assert frame["ref_at"][rows["evaluation"]].min() >= cutoff
+    assert frame["ref_at"][rows["fit"]].max() < frame["ref_at"][rows["calibration"]].min()
+    # labels of training rows never come from after the cutoff
+    churned_at = pd.to_datetime(frame.loc[rows["train"], "churned_at"], utc=True).dropna()
+    assert (churned_at < cutoff).all()
+
+
+def test_fraud_split_keeps_a_label_delay(warehouse: Warehouse) -> None:
+    model = FraudModel()
+    with warehouse.snapshot() as snap:
+        split = model.default_split(snap)
+        last = data_range(snap)[1]
+        train, evaluation, labels_at = model.frames(snap, split)
+    # evaluation ends 90 days before the data so its chargebacks have arrived
+    assert split.evaluation_end == last + timedelta(days=1) - timedelta(days=90)
+    assert labels_at == last + timedelta(days=1)
+    assert train["created_at"].max() < day_start(split.cutoff - timedelta(days=90))
+    assert evaluation["created_at"].min() >= day_start(split.cutoff)
+    assert evaluation["created_at"].max() < day_start(split.evaluation_end)
+
+
+def test_fit_and_register_honours_a_given_cutoff(warehouse: Warehouse, tmp_path: Path) -> None:
+    result, _ = PaymentFailureModel().fit_and_register(warehouse, Registry(tmp_path), cutoff=date(2025, 3, 1))
+    assert result.split.cutoff == date(2025, 3, 1)
+    assert result.scorecard.split["cutoff"] == "2025-03-01"
+    assert result.scorecard.sizes["evaluation_rows"] > 0
+
+
+# ---- features see only earlier rows ------------------------------------------------------------
+def _redefine(snap, table: str, sql: str) -> None:
+    """Replace a snapshot view by a temp table built from ``sql`` (over the original view)."""
+    snap.con.execute(f'CREATE OR REPLACE TEMP TABLE "_{table}" AS {sql}')
+    snap.con.execute(f'CREATE OR REPLACE VIEW "{table}" AS SELECT * FROM "_{table}"')
+
+
+def test_churn_features_ignore_rows_from_the_reference_date_on(warehouse: Warehouse) -> None:
+    model = ChurnModel()
+    ref = date(2025, 3, 1)
+    t = day_start(ref)
+    with warehouse.snapshot() as snap:
+        before = model.features(snap, [ref], labels=False)
+        customer = before.sort_values("days_since_last_activity").iloc[0]
+        cid = customer["customer_id"]
+        # later rows exist that would change this customer's features if they leaked in
+        later_activity = snap.scalar("SELECT count(*) FROM user_activity WHERE customer_id = $c AND activity_date >= $d",
+                                     {"c": cid, "d": ref})
+        assert later_activity > 0
+        # and more: a failed payment, two support tickets and an activity day on the reference date
+        _redefine(snap, "transactions", f"""
+            SELECT * FROM transactions UNION ALL
+            SELECT * FROM (
+                SELECT * REPLACE ('txn_later' AS transaction_id, 'failed' AS status, TIMESTAMPTZ '{t}' AS created_at,
+                                  TIMESTAMPTZ '{t}' + INTERVAL 1 MINUTE AS failed_at, NULL AS completed_at)
+                FROM transactions WHERE customer_id = '{cid}' LIMIT 1)""")
+        _redefine(snap, "support_tickets", f"""
+            SELECT * FROM support_tickets UNION ALL
+            SELECT 'tkt_later' || i, '{cid}', TIMESTAMPTZ '{t}' + INTERVAL (i) HOUR, 'billing', 'high', 'open', NULL, NULL,
+                   'h', 'b', TIMESTAMPTZ '{t}' FROM range(2) r(i)""")
+        _redefine(snap, "user_activity", f"""
+            SELECT * FROM user_activity UNION ALL
+            SELECT '{cid}', DATE '{ref}', 5, 9, 120.0, '{ref:%Y-%m}', 'h', 'b', TIMESTAMPTZ '{t}'""")
+        after = model.features(snap, [ref], labels=False)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_churn_features_match_a_warehouse_cut_at_the_reference_date(warehouse: Warehouse) -> None:
+    model = ChurnModel()
+    ref = date(2025, 2, 1)
+    with warehouse.snapshot() as snap:
+        full = model.features(snap, [ref], labels=False)
+        for table, column in (("transactions", "created_at"), ("subscription_events", "occurred_at"),
+                              ("support_tickets", "created_at"), ("user_activity", "activity_date")):
+            _redefine(snap, table, f"SELECT * FROM {table} WHERE {column} < TIMESTAMPTZ '{day_start(ref)}'")
+        cut = model.features(snap, [ref], labels=False)
+    assert len(full) > 100
+    pd.testing.assert_frame_equal(full, cut)
+
+
+def test_failure_features_ignore_later_attempts(warehouse: Warehouse) -> None:
+    model = PaymentFailureModel()
+    with warehouse.snapshot() as snap:
+        # renewal attempts of customers with earlier history
+        ids = snap.sql("""SELECT transaction_id FROM transactions WHERE billing_reason = 'subscription_cycle'
+                          AND created_at >= TIMESTAMPTZ '2025-04-01' ORDER BY created_at LIMIT 50""")["transaction_id"].tolist()
+        before = model.features(snap, "ids", ids=ids)
+        # each customer fails again one minute after the attempt: failures, velocity and the
+        # last failure reason would all change if rows after the attempt leaked in
+        _redefine(snap, "transactions", f"""
+            SELECT * FROM transactions UNION ALL
+            SELECT * REPLACE ('later_' || transaction_id AS transaction_id, 'failed' AS status,
+                              'insufficient_funds' AS failure_reason,
+                              created_at + INTERVAL 1 MINUTE AS created_at, created_at + INTERVAL 2 MINUTE AS failed_at,
+                              NULL AS completed_at)
+            FROM transactions WHERE list_contains({ids!r}, transaction_id)""")
+        after = model.features(snap, "ids", ids=ids)
+    assert before["prior_attempts"].sum() > 0
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_fraud_features_ignore_later_rows(warehouse: Warehouse) -> None:
+    model = FraudModel()
+    label_at = END + timedelta(days=1)
+    with warehouse.snapshot() as snap:
+        # each the last attempt of its customer and of its IP, so rows added after it can only
+        # reach it by leaking backwards in time
+        ids = snap.sql("""SELECT transaction_id FROM transactions
+                          QUALIFY created_at = max(created_at) OVER (PARTITION BY customer_id)
+                              AND created_at = max(created_at) OVER (PARTITION BY ip_hash)
+                          ORDER BY created_at DESC LIMIT 80""")["transaction_id"].tolist()
+        before = model.features(snap, "ids", label_at, ids=ids)
+        # a burst of attempts from the same customer, card and IP one second later, and alerts
+        _redefine(snap, "transactions", f"""
+            SELECT * FROM transactions UNION ALL
+            SELECT t.* REPLACE ('later_' || t.transaction_id || CAST(i AS VARCHAR) AS transaction_id,
+                                'failed' AS status, t.created_at + INTERVAL (1 + i) SECOND AS created_at,
+                                t.created_at + INTERVAL (2 + i) SECOND AS failed_at, NULL AS completed_at,
+                                'XX' AS card_country)
+            FROM transactions t, range(3) r(i) WHERE list_contains({ids!r}, t.transaction_id)""")
+        _redefine(snap, "fraud_alerts", f"""
+            SELECT * FROM fraud_alerts UNION ALL
+            SELECT * REPLACE ('later_' || alert_id AS alert_id, created_at + INTERVAL 1 DAY AS created_at)
+            FROM fraud_alerts WHERE list_contains({ids!r}, transaction_id)""")
+        after = model.features(snap, "ids", label_at, ids=ids)
+    assert before["customer_attempts_24h"].sum() > 0 and before["prior_successes"].sum() > 0
+    cols = [c for c in before.columns if c != "is_fraud"]  # the label may use later rows, features may not
+    pd.testing.assert_frame_equal(before[cols], after[cols])
+
+
+# ---- registry round trips ----------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_registered_model_predicts_like_the_trained_one(name: str, trained: dict, warehouse: Warehouse,
+                                                        registry: Registry) -> None:
+    result, version = trained[name]
+    model = models.get(name)
+    loaded = model.load(registry, version)
+    assert loaded.metadata.version == version
+    assert loaded.metadata.warehouse_versions  # the snapshot versions it was trained on
+    assert loaded.scorecard["metrics"]["roc_auc"] == pytest.approx(result.scorecard.metrics["roc_auc"])
+    as_of = END + timedelta(days=1)
+    with warehouse.snapshot() as snap:
+        live = model.predict(loaded, snap, as_of=as_of, limit=5)
+        ids = [p.entity_id for p in live]
+        if name == "churn":
+            frame = model.features(snap, [as_of], ids=ids, labels=False)
+            memory = result.model.classifier.predict_proba(frame)
+            key = frame["customer_id"]
+        elif name == "payment_failure":
+            frame = model.features(snap, "upcoming_renewals", as_of=day_start(as_of), days=30)
+            frame = frame[frame["subscription_id"].isin(ids)]
+            memory = result.model.classifier.predict_proba(frame)
+            key = frame["subscription_id"]
+        else:
+            frame = model.features(snap, "ids", as_of, ids=ids)
+            memory = result.model.scorer.probability(frame)
+            key = frame["transaction_id"]
+    by_id = dict(zip(key, memory, strict=True))
+    assert [p.probability for p in live] == pytest.approx([by_id[i] for i in ids], abs=1e-12)
+    # the public entry point reads the same (latest) version
+    again = models.predict(name, warehouse, registry, as_of=as_of, ids=ids)
+    assert [p.probability for p in again] == pytest.approx([p.probability for p in live], abs=1e-12)
+
+
+def test_second_version_is_latest_and_named_versions_load(trained: dict, warehouse: Warehouse,
+                                                          registry: Registry) -> None:
+    _, first = trained["payment_failure"]
+    time.sleep(1.1)  # versions sort by their UTC second
+    _, second = PaymentFailureModel().fit_and_register(warehouse, registry, cutoff=date(2025, 3, 15))
+    assert registry.versions("payment_failure")[-2:] == [first, second]
+    assert PaymentFailureModel().load(registry).metadata.version == second
+    older = PaymentFailureModel().load(registry, first)
+    assert older.metadata.version == first
+    assert older.metadata.training_window["cutoff"] == "2025-04-01"
+    assert PaymentFailureModel().load(registry).metadata.training_window["cutoff"] == "2025-03-15"
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,bad", [("churn", "cus_nobody"), ("payment_failure", "txn_nothing"),
+                                      ("payment_failure", "sub_nothing"), ("fraud", "txn_nothing")])
+def test_unknown_ids_are_named(name: str, bad: str, trained: dict, warehouse: Warehouse, registry: Registry) -> None:
+    with pytest.raises(ModelError, match=bad):
+        models.predict(name, warehouse, registry, ids=[bad])
+
+
+def test_churn_refuses_customers_without_an_active_subscription(trained: dict, warehouse: Warehouse,
+                                                                 registry: Registry) -> None:
+    with warehouse.snapshot() as snap:
+        lapsed = snap.scalar("""SELECT customer_id FROM customers WHERE customer_id NOT IN
+                                (SELECT customer_id FROM subscription_events) LIMIT 1""")
+    with pytest.raises(ModelError, match=f"active subscribers.*{lapsed}"):
+        models.predict("churn", warehouse, registry, ids=[lapsed])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_warehouse_is_a_clear_error(name: str, tmp_path: Path, trained: dict, registry: Registry) -> None:
+    empty = Warehouse(tmp_path / "empty")
+    with pytest.raises(ModelError, match="in the warehouse: load data"):
+        models.get(name).fit_and_register(empty, Registry(tmp_path / "reg"))
+    with pytest.raises(ModelError, match="in the warehouse: load data"):
+        models.predict(name, empty, registry)
+
+
+def test_too_little_history_is_a_clear_error(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "short")
+    generate(wh, customers=200, months=3, seed=3, end=END)
+    for name in NAMES:
+        with pytest.raises(ModelError, match="needs about"):
+            models.get(name).fit_and_register(wh, Registry(tmp_path / "reg"))
+
+
+def test_unknown_training_parameter_is_refused(warehouse: Warehouse, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="unknown churn parameters: colour"):
+        ChurnModel().fit_and_register(warehouse, Registry(tmp_path), colour="blue")
+
+
+def _copy_version(registry: Registry, name: str, version: str, target: Registry) -> Path:
+    src = registry.location / name / version
+    dst = target.location / name / version
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_model_from_another_feature_version_is_refused(trained: dict, registry: Registry, tmp_path: Path) -> None:
+    other = Registry(tmp_path / "other")
+    _, version = trained["fraud"]
+    folder = _copy_version(registry, "fraud", version, other)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["feature_version"] = "fraud-0-old"
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(RegistryError, match="retrain"):
+        FraudModel().load(other)
+
+
+def test_corrupt_model_file_is_refused(trained: dict, registry: Registry, tmp_path: Path) -> None:
+    other = Registry(tmp_path / "other")
+    _, version = trained["churn"]
+    folder = _copy_version(registry, "churn", version, other)
+    (folder / "model.joblib").write_bytes(b"not a pickle at all")
+    with pytest.raises(RegistryError, match="cannot load model.joblib"):
+        ChurnModel().load(other)
+
+
+# ---- calibration and baselines -----------------------------------------------------------------
+@pytest.mark.parametrize("name", ["churn", "payment_failure"])
+def test_probabilities_are_calibrated(name: str, trained: dict) -> None:
+    card = trained[name][0].scorecard
+    observed = card.metrics["base_rate"]
+    assert card.extra["mean_predicted"] == pytest.approx(observed, abs=0.25 * observed)
+    assert card.metrics["brier"] < card.baseline["brier"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scorecard_beats_its_baseline(name: str, trained: dict) -> None:
+    card = trained[name][0].scorecard
+    assert card.beats_baseline, (card.primary_metric, card.metrics[card.primary_metric],
+                                 card.baseline[card.primary_metric])
+    assert card.metrics["pr_auc"] > card.baseline["pr_auc"]
+    assert card.metrics["brier"] < card.baseline["brier"]
+    assert card.sizes["evaluation_rows"] > 0 and card.split["cutoff"] < card.split["evaluation_end"]
+    assert card.baseline_name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_evaluate_scores_the_registered_version_again(name: str, trained: dict, warehouse: Warehouse,
+                                                      registry: Registry) -> None:
+    result, version = trained[name]
+    model = models.get(name)
+    with warehouse.snapshot() as snap:
+        again = model.evaluate(model.load(registry, version), snap)
+    # nothing new arrived since training: the same rows, the same numbers
+    assert again["metrics"]["roc_auc"] == pytest.approx(result.scorecard.metrics["roc_auc"])
+    assert again["baseline"]["roc_auc"] == pytest.approx(result.scorecard.baseline["roc_auc"])
+
+
+def test_fraud_scorecard_has_a_what_if_table(trained: dict) -> None:
+    card = trained["fraud"][0].scorecard
+    table = pd.DataFrame(card.extra["what_if"])
+    assert table["threshold"].tolist() == list(range(5, 100, 5))
+    assert table["fraud_caught"].is_monotonic_decreasing and table["good_blocked"].is_monotonic_decreasing
+    assert (table.loc[table["threshold"] >= 75, "review_per_day"] == 0).all()
+    assert card.extra["review_threshold"] == 65 and card.extra["block_threshold"] == 75
+    assert card.metrics["precision_at_100"] is not None
+
+
+# ---- CLI ---------------------------------------------------------------------------------------
+def test_cli_train_predict_evaluate(warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYMENT_ANALYTICS_MODELS", str(tmp_path / "cli_registry"))
+    runner = CliRunner()
+    base = ["--warehouse", str(warehouse.location), "models"]
+    out = runner.invoke(main, [*base, "train", "churn"])
+    assert out.exit_code == 0, out.output
+    assert "beats baseline on roc_auc: yes" in out.output
+    out = runner.invoke(main, [*base, "predict", "churn", "--limit", "5", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    predictions = json.loads(out.output)
+    assert len(predictions) == 5
+    assert {"entity_id", "probability", "risk_level", "confidence", "key_risk_factors", "recommended_actions",
+            "generated_at"} <= set(predictions[0])
+    out = runner.invoke(main, [*base, "evaluate", "churn"])
+    assert out.exit_code == 0, out.output
+    assert "roc_auc" in out.output
+    out = runner.invoke(main, [*base, "predict", "fraud"])
+    assert out.exit_code != 0 and "no trained model 'fraud'" in out.output
+
+
+# ---- prediction shape and rules ----------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_prediction_shape(name: str, trained: dict, warehouse: Warehouse, registry: Registry) -> None:
+    predictions = models.predict(name, warehouse, registry, limit=10)
+    assert len(predictions) == 10
+    probabilities = [p.probability for p in predictions]
+    assert probabilities == sorted(probabilities, reverse=True)
+    for p in predictions:
+        assert 0.0 <= p.probability <= 1.0
+        assert p.risk_level in {"low", "medium", "high", "critical"}
+        assert 0.5 <= p.confidence <= 1.0
+        assert all(isinstance(f, RiskFactor) and 0.0 <= f.importance <= 1.0 for f in p.key_risk_factors)
+        assert [f.importance for f in p.key_risk_factors] == sorted((f.importance for f in p.key_risk_factors),
+                                                                     reverse=True)
+        assert all(isinstance(a, Action) and a.actions for a in p.recommended_actions)
+        assert p.generated_at.tzinfo is not None
+        json.dumps(p.to_dict(), default=str)
+    top = predictions[0]
+    assert top.key_risk_factors  # the riskiest entity always has something to say
+    everyone = models.predict(name, warehouse, registry)  # every eligible entity, all methods and states
+    assert len(everyone) > len(predictions)
+    assert {p.risk_level for p in everyone} <= {"low", "medium", "high", "critical"}
+    if name == "churn":
+        assert date.fromisoformat(top.details["predicted_churn_date"]) >= END + timedelta(days=1)
+    if name == "fraud":
+        assert top.details["decision"] in {"approve", "review", "block"}
+        assert 0 <= top.details["risk_score"] <= 99
+
+
+def _churn_row(**overrides):
+    row = dict(payment_failure_rate_90d=0.0, days_since_last_activity=2.0, tenure_days=100.0,
+               support_tickets_90d=0)
+    row.update(overrides)
+    return SimpleNamespace(**row)
+
+
+def test_platform_churn_rules_fire_above_their_thresholds() -> None:
+    quiet = churn_risk_factors(_churn_row(payment_failure_rate_90d=0.10, days_since_last_activity=30.0,
+                                          support_tickets_90d=3), [])
+    assert quiet == []  # at the thresholds: nothing (the rules are strict inequalities)
+    factors = churn_risk_factors(_churn_row(payment_failure_rate_90d=0.25, days_since_last_activity=31.0,
+                                            support_tickets_90d=4), [])
+    assert [(f.factor, f.importance) for f in factors] == [
+        ("high_payment_failure_rate", 0.8), ("low_engagement", 0.7), ("high_support_tickets", 0.6)]
+    # never active: days without login count from the subscription start
+    never = churn_risk_factors(_churn_row(days_since_last_activity=float("nan"), tenure_days=45.0), [])
+    assert [f.factor for f in never] == ["low_engagement"]
+    strategies = retention_strategies(0.85, factors)
+    assert [(a.strategy, a.priority, a.expected_impact) for a in strategies] == [
+        ("immediate_intervention", "urgent", 0.6), ("payment_optimization", "high", 0.4),
+        ("engagement_campaign", "medium", 0.3)]
+    assert retention_strategies(0.8, []) == []  # "above 0.8"
+    # the model's own payment drivers also call for payment optimisation
+    model_driven = churn_risk_factors(_churn_row(), [("last_payment_failed", 0.3)])
+    assert [a.strategy for a in retention_strategies(0.5, model_driven)] == ["payment_optimization"]
+
+
+def test_estimated_churn_date_follows_the_probability() -> None:
+    as_of = date(2025, 7, 1)
+    assert estimated_churn_date(0.5, as_of, 30) == as_of + timedelta(days=30)
+    assert estimated_churn_date(0.9, as_of, 30) < as_of + timedelta(days=30) < estimated_churn_date(0.2, as_of, 30)
+    assert estimated_churn_date(0.0, as_of, 30) == as_of + timedelta(days=3650)
+
+
+def test_failure_actions_follow_the_risk() -> None:
+    row = SimpleNamespace(months_to_expiry=0, last_failure_reason="insufficient_funds", attempt_number=2,
+                          local_hour=3, payment_method="card")
+    factors = [RiskFactor("expiring_card", 0.7, "", 0), RiskFactor("recent_insufficient_funds", 0.7, "", 2.0)]
+    strategies = [a.strategy for a in failure_actions(0.5, row, factors)]
+    assert strategies[:2] == ["card_updater", "retry_timing"]
+    assert "alternative_method" in strategies
+
+
+def test_what_if_and_card_precision_by_hand() -> None:
+    score = np.array([90, 80, 70, 60, 10])
+    y = np.array([1, 0, 1, 0, 0])
+    amount = np.array([100.0, 50.0, 20.0, 10.0, 5.0])
+    table = what_if(score, y, amount, days=2, thresholds=(65, 75), block_threshold=75)
+    first, second = table.to_dict(orient="records")
+    assert (first["fraud_caught"], first["fraud_amount_caught"], first["good_blocked"]) == (2, 120.0, 1)
+    assert first["review_per_day"] == 0.5  # one attempt (70) between 65 and 75 over 2 days
+    assert (second["fraud_caught"], second["good_blocked"], second["review_per_day"]) == (1, 1, 0.0)
+    frame = pd.DataFrame({"day": [1, 1, 1, 2, 2], "card": ["a", "a", "b", "a", "c"], "label": [1, 1, 0, 1, 1]})
+    # day 1: top-1 card is a (fraud); day 2: a is known, c is the only card left (fraud)
+    assert card_precision_top_k(frame, np.array([0.9, 0.1, 0.5, 0.99, 0.2]), k=1) == 1.0
+    assert FraudScorer.risk_score(np.array([0.0, 0.5, 1.0])).tolist() == [0, 50, 99]
+
+
+def test_renewals_at_risk_and_dunning_recovery(trained: dict, warehouse: Warehouse, registry: Registry) -> None:
+    loaded = PaymentFailureModel().load(registry, trained["payment_failure"][1])
+    with warehouse.snapshot() as snap:
+        risk = renewals_at_risk(snap, loaded, as_of=date(2025, 6, 1))
+        recovery = dunning_recovery_rate(snap, date(2024, 4, 1), date(2025, 6, 1))
+    renewals = risk.renewals
+    assert len(renewals) > 50
+    due = pd.to_datetime(renewals["due_at"], utc=True)
+    assert (due > datetime(2025, 6, 1, tzinfo=UTC)).all() and (due <= datetime(2025, 7, 1, tzinfo=UTC)).all()
+    assert risk.amount_at_risk == pytest.approx(float((renewals["probability"] * renewals["amount_rc"]).sum()))
+    assert 0 < recovery["recovery_rate"] < 1 and recovery["failed_renewals"] > 0
+    assert risk.recovery_rate == pytest.approx(recovery["recovery_rate"])
+    summary = risk.summary()
+    assert summary["expected_recovered_by_dunning"] == pytest.approx(risk.amount_at_risk * risk.recovery_rate, abs=0.01)
+    assert summary["expected_lost"] == pytest.approx(risk.amount_at_risk - risk.expected_recovered, abs=0.01)
+    with warehouse.snapshot() as snap:
+        predictions = PaymentFailureModel().predict(loaded, snap, as_of=date(2025, 6, 1), limit=3)
+    assert all(p.details["kind"] == "upcoming_renewal" for p in predictions)
+    assert predictions[0].details["dunning_recovery_rate"] == pytest.approx(loaded.model.recovery_rate)
+
+
+# ---- notebooks --------------------------------------------------------------------------------
+NOTEBOOKS = PROJECT_ROOT / "notebooks" / "models"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_committed_clean(name: str) -> None:
+    book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    first = book.cells[0]
+    assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", [])
+    for key in ("warehouse = None", "registry = None", "cutoff = None"):
+        assert key in first.source
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+            assert "def " not in cell.source and "class " not in cell.source and "ipywidgets" not in cell.source
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_under_papermill(name: str, warehouse: Warehouse, tmp_path: Path) -> None:
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path / f"{name}.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), kernel_name="python3",
+                               parameters={"warehouse": str(warehouse.location),
+                                           "registry": str(tmp_path / "registry")},
+                               progress_bar=False, execution_timeout=600)
+    executed = nbformat.read(out, as_version=4)
+    assert not [o for c in executed.cells if c.cell_type == "code" for o in c.outputs
+                if o.get("output_type") == "error"]
+    assert Registry(tmp_path / "registry").versions(name)
