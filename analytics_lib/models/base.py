@@ -105,7 +105,11 @@ class Model(ABC):
             split = self.default_split(snap)
             if cutoff is not None:
                 span = split.evaluation_end - split.cutoff
-                split = TimeSplit(split.train_start, cutoff, min(split.evaluation_end, cutoff + span))
+                end = min(split.evaluation_end, cutoff + span)
+                if not split.train_start < cutoff < end:
+                    raise ModelError(f"cutoff {cutoff} must fall between the data's start {split.train_start} "
+                                     f"and its last day {split.evaluation_end}")
+                split = TimeSplit(split.train_start, cutoff, end)
             result = self.train(snap, split, **params)
             meta = ModelMetadata(
                 name=self.name, version=new_version(self.name), created_at=datetime.now(UTC).isoformat(),

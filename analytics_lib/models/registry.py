@@ -3,7 +3,7 @@
 ``models_registry/<name>/<version>/`` holds ``model.joblib`` (the fitted object), ``metadata.json``
 (name, version, created, feature set and its version, training data window and warehouse
 versions, parameters, library versions) and ``scorecard.json`` (the out-of-time evaluation against
-its baseline). Versions are ``YYYYMMDDTHHMMSS-<hash>`` so they sort by time; ``load(name)`` takes
+its baseline). Versions are ``YYYYMMDDTHHMMSSffffff-<hash>`` so they sort by time; ``load(name)`` takes
 the latest. A model whose feature set or library versions do not match the running code is
 refused with a message that says why and how to fix it (retrain).
 """
@@ -156,5 +156,7 @@ def _minor(v: str | None) -> str | None:
 
 
 def new_version(payload: str = "") -> str:
+    """Sortable by creation time to the microsecond, so two versions saved in one second keep
+    their order."""
     now = datetime.now(UTC)
-    return now.strftime("%Y%m%dT%H%M%S") + "-" + hashlib.sha256(f"{now.isoformat()}{payload}".encode()).hexdigest()[:6]
+    return now.strftime("%Y%m%dT%H%M%S%f") + "-" + hashlib.sha256(f"{now.isoformat()}{payload}".encode()).hexdigest()[:6]
