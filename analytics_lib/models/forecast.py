@@ -473,8 +473,9 @@ class Backtest:
                 "models": self.summary, "per_origin": self.per_origin}
 
 
-#: spacing of the backtest origins as a share of the holdout (1.0: back-to-back windows)
-ORIGIN_STEP = 1.0
+#: spacing of the backtest origins as a share of the holdout (overlapping windows keep the first
+#: origin's training window long; back-to-back windows (1.0) chose the same models on the demo data)
+ORIGIN_STEP = 0.5
 
 
 def plan_origins(n: int, f: Frequency, holdout: int, origins: int) -> tuple[list[int], int]:
