@@ -78,3 +78,12 @@ CREATE OR REPLACE TEMP TABLE mrr_deltas AS
 SELECT customer_id, subscription_id, effective_ts, mrr,
        mrr - coalesce(lag(mrr) OVER (PARTITION BY subscription_id ORDER BY effective_ts, created_at, event_id), 0) AS delta
 FROM mrr_events
+
+-- name: customer_courses
+-- Each course a customer bought, with when they first bought it (all history; scopes cut it at
+-- their period end).
+CREATE OR REPLACE TEMP TABLE customer_courses AS
+SELECT t.customer_id, t.product_id, min(t.created_at) AS first_bought_at
+FROM filtered_transactions t JOIN products p ON p.product_id = t.product_id AND p.product_type = 'course'
+WHERE is_successful(t.status)
+GROUP BY ALL

@@ -107,10 +107,9 @@ FROM s
 
 -- name: course_pairs
 -- courses bought by the same customer (up to the period end): the most frequent pairs
+-- requires: customer_courses
 WITH all_bought AS (
-    SELECT DISTINCT t.customer_id, t.product_id
-    FROM filtered_transactions t JOIN products p ON p.product_id = t.product_id AND p.product_type = 'course'
-    WHERE is_successful(t.status) AND t.created_at < getvariable('p_end')
+    SELECT customer_id, product_id FROM customer_courses WHERE first_bought_at < getvariable('p_end')
 ),
 bought AS (  -- only customers with two courses or more can form a pair
     SELECT * FROM all_bought
