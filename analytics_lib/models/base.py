@@ -12,7 +12,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
 
 from analytics_lib.models.registry import LoadedModel, ModelMetadata, Registry, new_version
 from analytics_lib.models.scoring import Scorecard, TimeSplit
@@ -143,3 +147,51 @@ def month_starts(first: date, last: date) -> list[date]:
         out.append(d)
         d = (d.replace(day=28) + timedelta(days=4)).replace(day=1)
     return out
+
+
+def read_table_file(path: str | Path, columns: list[str], text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read ``columns`` of a CSV, CSV.gz or Parquet file for the any-data commands, with one-line
+    errors for a missing file, an unreadable file, a missing column or no rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"no such file: {path}")
+    is_parquet = path.suffix.lower() in (".parquet", ".pq")
+    try:
+        if is_parquet:
+            import pyarrow.parquet as pq
+
+            header = pq.read_schema(path).names
+        else:
+            header = list(pd.read_csv(path, nrows=0).columns)
+    except Exception as exc:  # unreadable, not a CSV, empty file
+        raise ModelError(f"cannot read {path.name}: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ModelError(f"column {missing[0]!r} not in {path.name}; columns: {', '.join(map(str, header))}")
+    if is_parquet:
+        raw = pd.read_parquet(path, columns=columns)
+    else:
+        raw = pd.read_csv(path, usecols=columns, dtype={c: str for c in text_columns})
+    if raw.empty:
+        raise ModelError(f"{path.name} has no rows")
+    return raw
+
+
+def parse_dates(raw: pd.DataFrame, column: str) -> pd.Series:
+    """The column as datetimes, or a ModelError counting the values that are not dates."""
+    dates = pd.to_datetime(raw[column], errors="coerce", format="mixed")
+    bad = dates.isna()
+    if bad.any():
+        example = raw.loc[bad, column].iloc[0]
+        raise ModelError(f"column {column!r} has {int(bad.sum())} value(s) that are not dates (first: {example!r})")
+    return dates
+
+
+def parse_numbers(raw: pd.DataFrame, column: str) -> pd.Series:
+    """The column as finite floats, or a ModelError counting the values that are not numbers."""
+    values = pd.to_numeric(raw[column], errors="coerce")
+    bad = values.isna() | ~np.isfinite(values.astype(float))
+    if bad.any():
+        example = raw.loc[bad, column].iloc[0]
+        raise ModelError(f"column {column!r} has {int(bad.sum())} value(s) that are not numbers (first: {example!r})")
+    return values.astype(float)

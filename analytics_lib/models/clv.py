@@ -27,7 +27,17 @@ import numpy as np
 import pandas as pd
 
 from analytics_lib.models import btyd
-from analytics_lib.models.base import Action, Model, ModelError, Prediction, RiskFactor, TrainResult
+from analytics_lib.models.base import (
+    Action,
+    Model,
+    ModelError,
+    Prediction,
+    RiskFactor,
+    TrainResult,
+    parse_dates,
+    parse_numbers,
+    read_table_file,
+)
 from analytics_lib.models.features import query as feature_query
 from analytics_lib.models.registry import LoadedModel
 from analytics_lib.models.scoring import (
@@ -62,49 +72,21 @@ def read_transactions(path: str | Path, customer_column: str, date_column: str, 
     Returns the rows (customer, day, amount) and counts of what was read and dropped.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"no such file: {path}")
     columns = [customer_column, date_column, amount_column]
     if len(set(columns)) < 3:
         raise ModelError("customer, date and amount columns must be three different columns")
-    is_parquet = path.suffix.lower() in (".parquet", ".pq")
-    try:
-        if is_parquet:
-            import pyarrow.parquet as pq
-
-            header = pq.read_schema(path).names
-        else:
-            header = list(pd.read_csv(path, nrows=0).columns)
-    except Exception as exc:  # unreadable, not a CSV, empty file
-        raise ModelError(f"cannot read {path.name}: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ModelError(f"column {missing[0]!r} not in {path.name}; columns: {', '.join(map(str, header))}")
-    if is_parquet:
-        raw = pd.read_parquet(path, columns=columns)
-    else:
-        raw = pd.read_csv(path, usecols=columns, dtype={customer_column: str, date_column: str}, keep_default_na=True)
-    if raw.empty:
-        raise ModelError(f"{path.name} has no rows")
+    raw = read_table_file(path, columns, text_columns=(customer_column, date_column))
     customer = raw[customer_column].astype("string").str.strip()
     no_customer = customer.isna() | (customer == "")
     raw = raw[~no_customer]
     if raw.empty:
         raise ModelError(f"every row of {path.name} lacks a {customer_column}")
-    dates = pd.to_datetime(raw[date_column], errors="coerce", format="mixed")
-    bad = dates.isna()
-    if bad.any():
-        example = raw.loc[bad, date_column].iloc[0]
-        raise ModelError(f"column {date_column!r} has {int(bad.sum())} value(s) that are not dates (first: {example!r})")
-    amounts = pd.to_numeric(raw[amount_column], errors="coerce")
-    bad = amounts.isna() | ~np.isfinite(amounts.astype(float))
-    if bad.any():
-        example = raw.loc[bad, amount_column].iloc[0]
-        raise ModelError(f"column {amount_column!r} has {int(bad.sum())} value(s) that are not numbers (first: {example!r})")
+    dates = parse_dates(raw, date_column)
+    amounts = parse_numbers(raw, amount_column)
     if dates.dt.tz is not None:
         dates = dates.dt.tz_localize(None)
     frame = pd.DataFrame({"customer": customer[~no_customer].to_numpy(), "day": dates.dt.normalize().to_numpy(),
-                          "amount": amounts.astype(float).to_numpy()})
+                          "amount": amounts.to_numpy()})
     return frame, {"rows": int(len(no_customer)), "rows_without_customer": int(no_customer.sum())}
 
 

@@ -37,7 +37,17 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from analytics_lib.models.base import Action, Model, ModelError, Prediction, RiskFactor, TrainResult
+from analytics_lib.models.base import (
+    Action,
+    Model,
+    ModelError,
+    Prediction,
+    RiskFactor,
+    TrainResult,
+    parse_dates,
+    parse_numbers,
+    read_table_file,
+)
 from analytics_lib.models.registry import LoadedModel
 from analytics_lib.models.scoring import Scorecard, TimeSplit, beats
 from analytics_lib.warehouse import Snapshot
@@ -720,40 +730,14 @@ def forecast_series(y: pd.Series | PreparedSeries, horizon: int, freq: str | Fre
 
 def read_series(path: str | Path, date_column: str, value_column: str) -> pd.DataFrame:
     """Read and check a (date, value) file (CSV, CSV.gz or Parquet); one-line errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"no such file: {path}")
     if date_column == value_column:
         raise ModelError("date and value columns must differ")
-    is_parquet = path.suffix.lower() in (".parquet", ".pq")
-    try:
-        if is_parquet:
-            import pyarrow.parquet as pq
-
-            header = pq.read_schema(path).names
-        else:
-            header = list(pd.read_csv(path, nrows=0).columns)
-    except Exception as exc:
-        raise ModelError(f"cannot read {path.name}: {str(exc).splitlines()[0]}") from None
-    for column in (date_column, value_column):
-        if column not in header:
-            raise ModelError(f"column {column!r} not in {path.name}; columns: {', '.join(map(str, header))}")
-    raw = (pd.read_parquet(path, columns=[date_column, value_column]) if is_parquet
-           else pd.read_csv(path, usecols=[date_column, value_column], dtype={date_column: str}))
-    if raw.empty:
-        raise ModelError(f"{path.name} has no rows")
-    dates = pd.to_datetime(raw[date_column], errors="coerce", format="mixed")
-    if dates.isna().any():
-        example = raw.loc[dates.isna(), date_column].iloc[0]
-        raise ModelError(f"column {date_column!r} has {int(dates.isna().sum())} value(s) that are not dates (first: {example!r})")
-    values = pd.to_numeric(raw[value_column], errors="coerce")
-    bad = values.isna() | ~np.isfinite(values.astype(float))
-    if bad.any():
-        example = raw.loc[bad, value_column].iloc[0]
-        raise ModelError(f"column {value_column!r} has {int(bad.sum())} value(s) that are not numbers (first: {example!r})")
+    raw = read_table_file(path, [date_column, value_column], text_columns=(date_column,))
+    dates = parse_dates(raw, date_column)
+    values = parse_numbers(raw, value_column)
     if dates.dt.tz is not None:
         dates = dates.dt.tz_localize(None)
-    return pd.DataFrame({"ds": dates, "y": values.astype(float)})
+    return pd.DataFrame({"ds": dates, "y": values})
 
 
 def forecast_file(path: str | Path, date_column: str, value_column: str, freq: str = "D", horizon: int = 90,
