@@ -1,0 +1,1 @@
+"""Reporting: turning metric results into what people read and download (charts, HTML/PDF, exports)."""
