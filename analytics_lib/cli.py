@@ -43,6 +43,7 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from analytics_lib.models.registry import RegistryError
+        from analytics_lib.runner import RunError
         from analytics_lib.warehouse import WarehouseError
         from analytics_lib.warehouse.sources import IngestError
 
@@ -50,7 +51,7 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except (IngestError, ConfigError, WarehouseError, FileNotFoundError, ValueError, KeyError,
-                RegistryError) as exc:
+                RegistryError, RunError) as exc:
             # MetricError, PeriodError and MissingRateError are ValueErrors too
             if ctx.find_root().obj and ctx.find_root().obj.debug:
                 raise
@@ -426,6 +427,115 @@ def schema(markdown: bool) -> None:
         return
     for spec in model.TABLES.values():
         click.echo(f"{spec.name}: {spec.grain} (key: {', '.join(spec.keys)})")
+
+
+# -- reports ---------------------------------------------------------------------------------------
+
+
+def _settings(obj: _Context):  # type: ignore[no-untyped-def]
+    from analytics_lib.config import get_settings
+
+    settings = get_settings()
+    return settings.with_warehouse(obj.warehouse_location) if obj.warehouse_location else settings
+
+
+def _echo_run(record: Any, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps({"run_id": record.run_id, "report": record.report, "status": record.status,
+                               "period": record.period_label, "folder": record.folder, "error": record.error,
+                               "duration_s": record.duration_s, "artefacts": record.artefacts}, indent=2))
+    elif record.status == "succeeded":
+        click.echo(f"{record.report} {record.period_label}: succeeded in {record.duration_s:.1f} s (run {record.run_id})")
+        for kind, name in record.artefacts.items():
+            click.echo(f"  {kind:6} {Path(record.folder) / name.split(',')[0]}")
+    if record.status != "succeeded":
+        click.echo(f"{record.report} {record.period_label}: failed (run {record.run_id}, kept in {record.folder}): "
+                   f"{record.error}", err=True)
+        sys.exit(1)
+
+
+@main.command("run")
+@click.argument("name")
+@click.option("--parameters", "parameters_file", type=click.Path(path_type=Path), default=None,
+              help="YAML file of parameters (default parameters/NAME/default.yaml).")
+@click.option("-p", "--param", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="One parameter (repeatable); wins over the parameters file.")
+@click.option("--format", "formats", default=None, metavar="html,pdf,xlsx,csv,json",
+              help="Outputs to produce (default html,pdf,xlsx,json).")
+@click.option("--cell-timeout", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Seconds one notebook cell may run.")
+@click.option("--timeout", type=click.IntRange(min=1), default=1800, show_default=True,
+              help="Seconds the whole run may take.")
+@click.option("--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="How this command reports the run.")
+@click.pass_obj
+@_friendly_errors
+def run_command(obj: _Context, name: str, parameters_file: Path | None, assignments: tuple[str, ...],
+                formats: str | None, cell_timeout: int, timeout: int, fmt: str) -> None:
+    """Run report NAME (a notebook in notebooks/reports) into outputs/NAME/PERIOD/RUN-ID/."""
+    from analytics_lib.runner import run_report
+
+    record = run_report(name, parameters_file=parameters_file, assignments=list(assignments), formats=formats,
+                        settings=_settings(obj), cell_timeout=cell_timeout, timeout=timeout,
+                        log=lambda m: click.echo(m, err=True) if sys.stderr.isatty() else None)
+    _echo_run(record, fmt)
+
+
+@main.command("rerun")
+@click.argument("run_id")
+@click.option("--format", "formats", default=None, metavar="html,pdf,...", help="Outputs (default: the run's).")
+@click.option("--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+@_friendly_errors
+def rerun_command(obj: _Context, run_id: str, formats: str | None, fmt: str) -> None:
+    """Reproduce a past run on the same warehouse versions, parameters and clock."""
+    from analytics_lib.runner import rerun
+
+    _echo_run(rerun(run_id, settings=_settings(obj), formats=formats), fmt)
+
+
+@main.command("reports")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+@_friendly_errors
+def reports_command(obj: _Context, fmt: str) -> None:
+    """List the reports, their parameters and their latest good run."""
+    from analytics_lib.runner import catalogue, latest
+
+    settings = _settings(obj)
+    items = []
+    for report in catalogue(settings).values():
+        good = latest(settings.outputs, report.name)
+        items.append({"name": report.name, "title": report.description,
+                      "parameters": {p.name: {"type": p.type_name, "default": p.default, "help": p.help}
+                                     for p in report.parameters.values()},
+                      "latest": None if good is None else {"run_id": good.run_id, "period": good.period_label,
+                                                            "folder": good.folder}})
+    if fmt == "json":
+        click.echo(json.dumps(items, indent=2, default=str))
+        return
+    for item in items:
+        last = item["latest"]
+        click.echo(f"{item['name']:26} {item['title']}" + (f"  (latest: {last['period']}, {last['run_id']})" if last else ""))
+
+
+@main.command("runs")
+@click.argument("name", required=False)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+@_friendly_errors
+def runs_command(obj: _Context, name: str | None, limit: int, fmt: str) -> None:
+    """Report run history (newest first), optionally for one report."""
+    from analytics_lib.runner import all_runs
+
+    records = all_runs(_settings(obj).outputs, name)[:limit]
+    if fmt == "json":
+        click.echo(json.dumps([{k: v for k, v in r.__dict__.items()} for r in records], indent=2, default=str))
+        return
+    for r in records:
+        took = "" if r.duration_s is None else f"{r.duration_s:7.1f} s"
+        click.echo(f"{r.run_id}  {r.report:24} {r.period_label:24} {r.status:9} {took}  {r.error or ''}")
 
 
 if __name__ == "__main__":  # pragma: no cover

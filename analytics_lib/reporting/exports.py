@@ -50,6 +50,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+
+from analytics_lib.reporting.format import column_kind
 import xlsxwriter
 
 __all__ = [
@@ -81,10 +83,6 @@ EXCEL_SHEET_NAME = 31
 EXCEL_MAX_EXACT_INT = 2**53
 
 #: column-name words that mean money (substrings), and short ones matched as whole words
-MONEY_WORDS = ("revenue", "volume", "amount", "fees", "refunds", "chargebacks", "value", "spend")
-MONEY_TOKENS = frozenset({"mrr", "arr", "cac", "ltv", "clv", "arpa", "arpu"})
-#: names that are multiples (x times), not percentages, although they read like ratios
-MULTIPLE_NAMES = ("ltv_to_cac", "quick_ratio")
 
 MONEY_FORMAT = "#,##0.00"
 PERCENT_FORMAT = "0.00%"
@@ -222,36 +220,6 @@ def _text_cell(value: Any, zone: ZoneInfo) -> str:
     if isinstance(value, dict | list):
         value = json.dumps(_jsonable(value, zone), ensure_ascii=False)
     return neutralise_formula(value)
-
-
-def column_kind(name: str) -> str | None:
-    """How a numeric column reads, from its name: ``percent``, ``money``, ``multiple`` or None.
-
-    Rates and shares (names ending in rate/share/ratio/_pct, containing ``_rate``, ``share_of``,
-    ``growth``, ``retention`` or ``percent``, or money per money such as ``fee_per_net_revenue``) are
-    percentages; names containing revenue, volume, amount, fees, refunds, chargebacks, value or
-    spend, or the words mrr, arr, cac, ltv, clv, arpa, arpu, are money; ``ltv_to_cac`` and
-    ``quick_ratio`` are multiples. Amounts in minor units (``*_minor``) and p-values are not
-    money-formatted.
-    """
-    low = str(name).lower()
-    if low.startswith(MULTIPLE_NAMES):
-        return "multiple"
-    if low.endswith(("p_value", "pvalue")):  # a probability, shown as it is
-        return None
-    if (low.endswith(("rate", "share", "ratio")) or "_rate" in low or "share_of" in low
-            or "growth" in low or "retention" in low or "percent" in low or low.endswith("_pct")):
-        return "percent"
-    if "_per_" in low and _is_money(low.split("_per_", 1)[1]):
-        return "percent"
-    return "money" if _is_money(low) else None
-
-
-def _is_money(low: str) -> bool:
-    tokens = set(re.split(r"[^a-z0-9]+", low))
-    if "minor" in tokens:
-        return False
-    return any(w in low for w in MONEY_WORDS) or bool(tokens & MONEY_TOKENS)
 
 
 # -- names ----------------------------------------------------------------------------------------
