@@ -194,7 +194,7 @@ class RuleContext:
         """Run a named query of ``insights/sql/insights.sql`` in the result's filters and currency
         over ``period`` (default the result's period)."""
         period = period or self.period
-        key = ("query", name, period, tuple(sorted((params or {}).items(), key=lambda kv: kv[0])) if params else ())
+        key = ("query", name, period, _freeze(params))
         if key in self._cache:
             return self._cache[key]
         session = self._session()
@@ -209,7 +209,7 @@ class RuleContext:
     def previous(self, family: str, name: str, params: Mapping[str, Any] | None = None,
                  one_row: bool = False) -> Any:
         """A named query of the metric layer (``metrics/sql/<family>.sql``) for the previous period."""
-        key = ("previous", family, name, tuple(sorted((params or {}).items())) if params else (), one_row)
+        key = ("previous", family, name, _freeze(params), one_row)
         if key in self._cache:
             return self._cache[key]
         session = self._session()
@@ -227,6 +227,15 @@ class RuleContext:
         if self.session is None:
             raise InsightError("this rule needs a metric session")
         return self.session
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable stand-in for query parameters (cache keys)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple, set)):
+        return tuple(_freeze(v) for v in value)
+    return value
 
 
 def number(value: Any) -> float | None:

@@ -42,7 +42,8 @@ def count(value: float) -> str:
 
 
 def multiple(value: float) -> str:
-    return f"{value:.1f}x"
+    """``1.54x`` below 2 (so a value just over a 1.5x threshold does not read as 1.5x), ``3.2x`` above."""
+    return f"{value:.2f}x" if value < 2 else f"{value:.1f}x"
 
 
 def p_value(p: float | None) -> str:
@@ -96,3 +97,24 @@ def provider(code: str) -> str:
 def method(code: str) -> str:
     """Display name of a payment method id (``apple_pay`` -> ``Apple Pay``)."""
     return METHODS.get(str(code).lower(), str(code).replace("_", " ").capitalize())
+
+
+def decimal(value: float, decimals: int = 2) -> str:
+    """A plain number without a negative zero (``-0.00`` reads as a sign error)."""
+    return f"{round(value, decimals) + 0.0:.{decimals}f}"
+
+
+def probability(value: float) -> str:
+    """``87%``; never ``100%`` or ``0%``, which no estimate from data can claim."""
+    if value > 0.99:
+        return "over 99%"
+    if value < 0.01:
+        return "under 1%"
+    return percent(value, 0)
+
+
+def period_end_name(period: Period) -> str:
+    """``the end of October 2026`` (or of the period's last day)."""
+    if period.kind in ("month", "quarter", "year"):
+        return f"the end of {period_name(period)}"
+    return _day(period.last_day)

@@ -133,8 +133,8 @@ def high_value_country(ctx: RuleContext) -> Insight | None:
               for r in high.iloc[1:4].itertuples()]
     if others:
         parts.append(f"Also above {fmt.multiple(o.high_value_ltv_multiple)}: {fmt.join(others)}.")
-    parts.append(f"Growing {name}'s revenue by {fmt.percent(o.segment_growth_assumption, 0)} would add about "
-                 f"{fmt.money(estimated, cur)} a month.")
+    parts.append(f"Growing the revenue from {name} by {fmt.percent(o.segment_growth_assumption, 0)} would add "
+                 f"about {fmt.money(estimated, cur)} a month.")
     return Insight(
         id="high_value_country", category="revenue_opportunity",
         title=f"High-value market: customers in {name} are worth {fmt.multiple(top['multiple'])} the average",
@@ -175,7 +175,7 @@ def measure_elasticity(daily: pd.DataFrame) -> dict[str, float] | None:
     y = np.log(d["purchases"].to_numpy(float))
     x_price = np.log(d["price_index"].to_numpy(float))
     trend = ((day - day.min()).dt.days / 365.0).to_numpy(float)
-    weekday = day.dt.weekday.to_numpy()
+    weekday = day.dt.day_of_week.to_numpy()
     columns = [np.ones(len(d)), x_price, trend]
     columns += [(weekday == w).astype(float) for w in range(1, 7) if (weekday == w).any()]
     x = np.column_stack(columns)
@@ -227,11 +227,12 @@ def pricing_headroom(ctx: RuleContext) -> Insight | None:
     estimated = None if not one_off else one_off * ctx.monthly_factor * lift
     low, high = e - 1.96 * se, e + 1.96 * se
     parts = [
-        f"Over the {o.pricing_lookback_days} days to {fmt.period_name(period) if period.kind != 'custom' else period.last_day.isoformat()}, "
-        f"days with deeper discounts did not sell proportionally more one-off courses: the measured price "
-        f"elasticity is {e:.2f} (95% interval {low:.2f} to {high:.2f}; {fit['days']} days, "
+        f"On the {fit['days']} days with one-off purchases in the {o.pricing_lookback_days} days to "
+        f"{fmt.period_end_name(period)}, days with deeper discounts did not sell proportionally more: the "
+        f"measured price elasticity is {fmt.decimal(e)} (95% interval {fmt.decimal(low)} to {fmt.decimal(high)}; "
         f"{fmt.count(discounted)} discounted and {fmt.count(full_price)} full-price purchases).",
-        f"Demand is inelastic around current prices (probability {fmt.percent(p_inelastic, 0)} that elasticity is above -1).",
+        f"Demand is inelastic around current prices (probability {fmt.probability(p_inelastic)} that the "
+        "elasticity is above -1).",
     ]
     if estimated is not None:
         parts.append(
@@ -240,7 +241,7 @@ def pricing_headroom(ctx: RuleContext) -> Insight | None:
             f"({fmt.percent(lift)}) if the elasticity holds.")
     return Insight(
         id="pricing_headroom", category="revenue_opportunity",
-        title=f"Pricing headroom: one-off course demand is inelastic (elasticity {e:.2f})",
+        title=f"Pricing headroom: demand for one-off purchases is inelastic (elasticity {fmt.decimal(e)})",
         text=" ".join(parts),
         business_impact=ctx.impact_from_revenue(estimated),
         confidence=stats.bounded(p_inelastic),
