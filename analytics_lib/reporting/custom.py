@@ -18,6 +18,7 @@ Example (``parameters/custom_report/country_mix.yaml``)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,8 +81,8 @@ class Definition(BaseModel):
     title: str = Field(min_length=1, max_length=120)
     description: str = ""
     period: str | None = "last-month"
-    start: str | None = None
-    end: str | None = None
+    start: date | None = None
+    end: date | None = None
     timezone: str | None = None
     currency: str | None = Field(None, pattern=r"^[A-Za-z]{3}$")
     filters: dict[str, list[str]] = {}
@@ -215,7 +216,8 @@ def run(spec: Definition, warehouse: str | None = None, as_of: dict | None = Non
     """Compute what the definition asks for."""
     from analytics_lib.reporting.context import ReportContext
 
-    ctx = ReportContext.open(spec.title, period=spec.period, start=spec.start, end=spec.end, timezone=spec.timezone,
+    ctx = ReportContext.open(spec.title, period=spec.period, start=spec.start and spec.start.isoformat(),
+                             end=spec.end and spec.end.isoformat(), timezone=spec.timezone,
                              currency=spec.currency, filters=spec.filters, warehouse=warehouse, as_of=as_of, now=now,
                              run_dir=run_dir, exports=list(exports or []) or spec.exports)
     result = ctx.analytics()

@@ -112,7 +112,8 @@ def _period_label(report: Report, params: Mapping[str, Any], settings: Settings,
         from analytics_lib.reporting.custom import load_definition
 
         spec = load_definition(params["definition"])
-        params = {"period": spec.period, "start": spec.start, "end": spec.end, "timezone": spec.timezone}
+        params = {"period": spec.period, "start": spec.start and spec.start.isoformat(),
+                  "end": spec.end and spec.end.isoformat(), "timezone": spec.timezone}
     elif "period" not in report.parameters and "start" not in report.parameters:
         return "custom"
     tz = params.get("timezone") or settings.timezone
