@@ -163,13 +163,14 @@ def churn_output(n_pocket: int = 60, n_rest: int = 240, p_pocket: float = 0.5, p
 def test_churn_risk_pockets_from_model_output():
     # mean = (60 x 0.5 + 240 x 0.1) / 300 = 0.18; plan_x: 0.5 / 0.18 = 2.78x. Expected MRR loss in
     # the pocket = 60 x 0.5 x 10 = 300; a campaign keeping a quarter protects 75 a month.
-    # (The country column is all TR: one group at lift 1, no pocket.)
+    # (The country column is all TR: one group at lift 1, no pocket; plan_x in TR is the same 60
+    # subscribers and is not listed twice.)
     result = make_result()
     insights = run(result, "churn_risk_pockets", models={"churn": churn_output()})
     insight = only(insights, "churn_risk_pockets")
     assert insight.category == "customer"
     pocket = insight.evidence["pockets"][0]
-    assert (pocket["dimension"], pocket["value"], pocket["subscribers"]) == ("plan", "plan_x", 60)
+    assert (pocket["segment"], pocket["subscribers"]) == ({"plan": "plan_x"}, 60)
     assert pocket["lift"] == pytest.approx(0.5 / 0.18)
     assert len(insight.evidence["pockets"]) == 1
     assert insight.evidence["expected_mrr_loss"] == pytest.approx(300.0)
@@ -713,7 +714,7 @@ def test_churn_rate_rise_and_pockets_through_the_session(warehouse):
     assert rise.estimated_revenue == pytest.approx((45 / 285 - 0.05) * 2850 * 30.4375 / 31)
     assert "March 2024" in rise.text and "February 2024" in rise.text
     pocket = only(insights, "churn_risk_pockets")
-    assert pocket.evidence["pockets"][0]["value"] == "BR"
+    assert pocket.evidence["pockets"][0]["segment"] == {"country": "BR"}
     assert pocket.estimated_revenue == pytest.approx(75.0)
     assert "Brazil" in pocket.title
 

@@ -118,3 +118,8 @@ def period_end_name(period: Period) -> str:
     if period.kind in ("month", "quarter", "year"):
         return f"the end of {period_name(period)}"
     return _day(period.last_day)
+
+
+def sentence_start(value: str) -> str:
+    """Upper-case the first letter only (``str.capitalize`` would lower-case the rest)."""
+    return value[:1].upper() + value[1:]

@@ -4,6 +4,7 @@ rate, and the latest cohorts' retention against earlier ones."""
 from __future__ import annotations
 
 from datetime import date
+from itertools import combinations
 from typing import Any
 
 import pandas as pd
@@ -36,7 +37,8 @@ def churn_frame(output: Any) -> pd.DataFrame:
             d = item.to_dict() if hasattr(item, "to_dict") else dict(item)
             details = d.get("details") or {}
             rows.append({"customer_id": d.get("customer_id", d.get("entity_id")),
-                         "probability": d.get("probability"), "mrr": details.get("mrr", d.get("mrr"))})
+                         "probability": d.get("probability"), "mrr": details.get("mrr", d.get("mrr")),
+                         "horizon_days": details.get("time_horizon_days")})
         frame = pd.DataFrame(rows)
     missing = {"customer_id", "probability"} - set(frame.columns)
     if missing:
@@ -79,9 +81,11 @@ def churn_risk_pockets(ctx: RuleContext) -> Insight | None:
     sd = float(frame["probability"].std(ddof=1))
     if mean <= 0:
         return None
-    pockets = []
-    for dim, col in dims.items():
-        for value, g in frame.groupby(col, dropna=True):
+    pockets: list[dict[str, Any]] = []
+    groupings = [(d,) for d in dims] + list(combinations(dims, 2))
+    for grouping in groupings:
+        columns = [dims[d] for d in grouping]
+        for values, g in frame.groupby(columns, dropna=True):
             n = len(g)
             if n < o.churn_pocket_min_customers:
                 continue
@@ -89,8 +93,9 @@ def churn_risk_pockets(ctx: RuleContext) -> Insight | None:
             p = stats.mean_z_p(gm, mean, sd, n)
             if gm / mean < o.churn_pocket_min_lift or p is None or p >= o.churn_pocket_p_value:
                 continue
-            pockets.append({"dimension": dim, "value": str(value), "subscribers": n, "mean_probability": gm,
-                            "lift": gm / mean, "p_value": p,
+            values = values if isinstance(values, tuple) else (values,)
+            pockets.append({"segment": {d: str(v) for d, v in zip(grouping, values, strict=True)},
+                            "subscribers": n, "mean_probability": gm, "lift": gm / mean, "p_value": p,
                             "expected_churners": float(g["probability"].sum()),
                             "expected_mrr_loss": float((g["probability"] * g["mrr_value"]).sum()),
                             "ids": set(g["customer_id"])})
@@ -98,8 +103,13 @@ def churn_risk_pockets(ctx: RuleContext) -> Insight | None:
         return None
     pockets.sort(key=lambda x: (x["expected_mrr_loss"] if x["expected_mrr_loss"] == x["expected_mrr_loss"]
                                 else x["expected_churners"]), reverse=True)
-    listed = pockets[:3]
-    union = set().union(*(x["ids"] for x in listed))
+    listed: list[dict[str, Any]] = []
+    for x in pockets:  # skip pockets mostly made of subscribers already listed
+        if all(len(x["ids"] & y["ids"]) <= 0.5 * len(x["ids"]) for y in listed):
+            listed.append(x)
+        if len(listed) == 3:
+            break
+    union: set[str] = set().union(*(x["ids"] for x in listed))
     members = frame[frame["customer_id"].isin(union)]
     loss = float((members["probability"] * members["mrr_value"]).sum())
     estimated = None if loss != loss else loss * o.retention_save_rate
@@ -107,15 +117,20 @@ def churn_risk_pockets(ctx: RuleContext) -> Insight | None:
     cur = ctx.currency
 
     def label(x: dict[str, Any]) -> str:
-        if x["dimension"] == "country":
-            return f"subscribers in {fmt.country(x['value'])}"
-        if x["dimension"] == "plan":
-            return f"subscribers on {names.get(x['value'], x['value'])}"
-        return f"subscribers acquired through {x['value']}"
+        seg = x["segment"]
+        out = "subscribers"
+        if "plan" in seg:
+            out += f" on {names.get(seg['plan'], seg['plan'])}"
+        if "country" in seg:
+            out += f" in {fmt.country(seg['country'])}"
+        if "channel" in seg:
+            out += f" acquired through {seg['channel'].replace('_', ' ')}"
+        return out
 
     top = listed[0]
+    horizon = _horizon(frame)
     parts = [
-        f"{label(top).capitalize()} have a mean churn probability of {fmt.percent(top['mean_probability'])} against "
+        f"{fmt.sentence_start(label(top))} have a mean{horizon} churn probability of {fmt.percent(top['mean_probability'])} against "
         f"{fmt.percent(mean)} across all {fmt.count(len(frame))} scored subscribers "
         f"({fmt.multiple(top['lift'])}, {fmt.count(top['subscribers'])} subscribers, {fmt.p_value(top['p_value'])}).",
     ]
@@ -150,6 +165,14 @@ def churn_risk_pockets(ctx: RuleContext) -> Insight | None:
     )
 
 
+def _horizon(frame: pd.DataFrame) -> str:
+    """`` 30-day`` when the model output states one horizon for every row, else nothing."""
+    if "horizon_days" not in frame.columns:
+        return ""
+    values = frame["horizon_days"].dropna().unique()
+    return f" {int(values[0])}-day" if len(values) == 1 else ""
+
+
 def _plan_names(ctx: RuleContext) -> dict[str, str]:
     names: dict[str, str] = {}
     by_plan = ctx.table("recurring_revenue", "by_plan")
@@ -170,12 +193,13 @@ def churn_comparison(ctx: RuleContext) -> dict[str, Any] | None:
     month against the earlier months of a multi-month result (without one)."""
     m = ctx.summary("recurring_revenue")
     rate, start = number(m.get("customer_churn_rate")), number(m.get("subscribers_start"))
-    if ctx.session is not None and rate is not None and start:
+    session = ctx.session
+    if session is not None and rate is not None and start:
         conventions = m.get("conventions") or {}
         options = MetricOptions(mrr_cancel_at=conventions.get("cancel_at", "period_end"),
                                 mrr_same_interval=conventions.get("same_interval", "count"))
         prev = ctx.cached(("recurring_previous",), lambda: recurring_revenue(
-            ctx.session, ctx.period.previous(), ctx.result.filters, ctx.currency, options).summary)
+            session, ctx.period.previous(), ctx.result.filters, ctx.currency, options).summary)
         p_rate, p_start = number(prev.get("customer_churn_rate")), number(prev.get("subscribers_start"))
         if p_rate is None or not p_start:
             return None
@@ -279,7 +303,7 @@ def cohort_retention_change(ctx: RuleContext) -> Insight | None:
         return None
     sizes = long.groupby("cohort_month")["cohort_size"].first()
     m1 = long[long["months_since"] == 1].set_index("cohort_month")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for month, size in sizes.items():
         first = date.fromisoformat(f"{str(month)[:7]}-01")
         if _add_months(first, 2) > ctx.period.end:  # the second month is not over yet

@@ -40,7 +40,7 @@ def share_shifts(current: pd.DataFrame, previous: pd.DataFrame, key: str, count:
         if (abs(delta) < o.share_min_change_points or abs(relative) < o.share_min_relative_change
                 or p is None or p >= alpha):
             continue
-        item = {"item": str(r[key]), "current": k_c, "previous": k_p, "share": s_c, "previous_share": s_p,
+        item: dict[str, Any] = {"item": str(r[key]), "current": k_c, "previous": k_p, "share": s_c, "previous_share": s_p,
                 "change_points": delta, "relative_change": None if s_p == 0 else relative, "p_value": p,
                 "adjusted_p_value": min(p * tested, 1.0)}
         if volume and v_c and v_p:
@@ -135,7 +135,7 @@ def payment_method_share_shift(ctx: RuleContext) -> Insight | None:
     parts = [f"Against {prev_name}: " + _describe(movers, name, "payment attempts")]
     weak = [x for x in movers if x["change_points"] > 0 and overall is not None
             and sr.get(x["item"]) is not None and sr[x["item"]] < overall]
-    if weak:
+    if weak and overall is not None:
         parts.append(f"{fmt.join([name(x['item']) for x in weak])} succeed{'s' if len(weak) == 1 else ''} less often "
                      f"than average ({fmt.join([fmt.percent(sr[x['item']]) for x in weak])} vs {fmt.percent(overall)}), "
                      "so the shift pulls the overall success rate down.")

@@ -234,7 +234,7 @@ def pricing_headroom(ctx: RuleContext) -> Insight | None:
         f"Demand is inelastic around current prices (probability {fmt.probability(p_inelastic)} that the "
         "elasticity is above -1).",
     ]
-    if estimated is not None:
+    if estimated is not None and one_off:
         parts.append(
             f"A {fmt.percent(delta, 0)} price increase would lift one-off revenue of "
             f"{fmt.money(one_off * ctx.monthly_factor, cur)} a month by about {fmt.money(estimated, cur)} "

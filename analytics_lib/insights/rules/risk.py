@@ -39,7 +39,7 @@ def chargeback_rows(ctx: RuleContext) -> tuple[pd.DataFrame, str]:
 def chargeback_threshold(ctx: RuleContext) -> Insight | None:
     o = ctx.options
     rows, basis = chargeback_rows(ctx)
-    flagged = []
+    flagged: list[dict[str, Any]] = []
     for r in rows.itertuples(index=False):
         sales, disputes = int(r.sales), int(r.disputes)
         if sales < o.chargeback_min_sales or disputes < o.chargeback_min_disputes:
