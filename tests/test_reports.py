@@ -147,7 +147,8 @@ def _assert_clean(record) -> None:
                 text = "".join(output.get("text", ""))
                 assert "Traceback" not in text and "Warning" not in text, f"{record.report} printed: {text[:300]}"
     page = (folder / f"{record.report}.html").read_text()
-    assert "Traceback" not in page and "Error" not in re.sub(r"<script.*?</script>", "", page, flags=re.S)
+    visible = re.sub(r"<(script|style)\b.*?</\1>", "", page, flags=re.S)
+    assert "Traceback" not in visible and "Error" not in visible
     assert external_references(page) == []
     assert "jp-InputArea" not in page, "code cells must not be rendered"
     assert page.count("get_plotlyjs") == 0 and page.count("Plotly.newPlot") >= 1
