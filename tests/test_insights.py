@@ -443,6 +443,11 @@ def test_text_formatting():
     assert fmt.percent(0.0056) == "0.56%" and fmt.percent(0.873) == "87.3%"
     assert fmt.decimal(-1e-17) == "0.00" and fmt.probability(1.0) == "over 99%"
     assert fmt.period_name(Period.quarter(2026, 3)) == "Q3 2026"
+    custom = Period.between("2024-05-03", "2024-05-09")
+    assert fmt.during(custom) == "from 3 May 2024 to 9 May 2024"
+    assert fmt.previous_during(custom) == "in the previous 7 days"
+    assert fmt.during(Period.day(date(2024, 5, 1))) == "on 1 May 2024"
+    assert fmt.previous_during(MAY) == "in April 2024"
 
 
 # -- rules with a session, on hand-built warehouses -----------------------------------------------------
@@ -741,6 +746,11 @@ def test_insights_on_a_synthetic_warehouse_are_consistent(synthetic):
     gross = result.revenue.summary["gross_revenue"]
     for i in insights:  # no estimate claims more than the month's whole gross revenue
         assert (i.estimated_revenue or 0) < gross * 30.4375 / period.days
+    rfm = [i for i in insights if i.id == "high_value_rfm_segment"]
+    if rfm:  # with a session the segment's revenue of the period is measured (customers.rfm x payments)
+        assert 0 < rfm[0].evidence["segment_revenue_in_period"] <= gross
+        assert rfm[0].estimated_revenue == pytest.approx(
+            0.2 * rfm[0].evidence["segment_revenue_in_period"] * 30.4375 / period.days)
     for level, (low, high) in {"c_level": (3, 6), "vp_level": (5, 9), "director_level": (7, 13)}.items():
         sentences = executive_summary(result, insights, level=level)
         assert low <= len(sentences) <= high

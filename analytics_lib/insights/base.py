@@ -6,6 +6,7 @@ the options.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -15,6 +16,7 @@ import pandas as pd
 
 from analytics_lib.insights.options import InsightOptions
 from analytics_lib.metrics import ComprehensiveAnalytics, MetricSection, MetricSession, Period
+from analytics_lib.metrics.engine import load_queries as metric_queries
 
 CATEGORIES = ("revenue_opportunity", "cost_optimization", "customer", "market", "risk")
 IMPACTS = ("high", "medium", "low")
@@ -200,6 +202,7 @@ class RuleContext:
         session = self._session()
         sql = load_queries()[name]
         with session.scoped(period, self.result.filters, self.currency):
+            sql = _inline_metric_queries(sql, session)
             for needed in _requires(sql):
                 session.ensure(needed)
             frame = session.con.execute(sql, dict(params or {})).df()
@@ -256,17 +259,27 @@ _QUERIES: dict[str, str] = {}
 
 
 def _load() -> dict[str, str]:
-    import re
-
     text = resources.files("analytics_lib.insights").joinpath("sql", "insights.sql").read_text("utf-8")
     parts = re.split(r"^--\s*name:\s*(\w+)\s*$", text, flags=re.M)
     _QUERIES.update({n: body.strip().rstrip(";") for n, body in zip(parts[1::2], parts[2::2], strict=True)})
     return _QUERIES
 
 
-def _requires(sql: str) -> list[str]:
-    import re
+def _inline_metric_queries(sql: str, session: MetricSession) -> str:
+    """Replace ``{family.query}`` by that metric query's text, after building the scoped tables it
+    requires: the package reads the metric layer's named outputs, not its internal tables."""
 
+    def inline(match: re.Match[str]) -> str:
+        family, name = match.group(1), match.group(2)
+        text = metric_queries(family)[name]
+        for needed in _requires(text):
+            session.ensure(needed)
+        return text
+
+    return re.sub(r"\{(\w+)\.(\w+)\}", inline, sql)
+
+
+def _requires(sql: str) -> list[str]:
     names: list[str] = []
     for match in re.finditer(r"^--\s*requires:\s*(.+)$", sql, flags=re.M):
         names += [n.strip() for n in match.group(1).split(",") if n.strip()]

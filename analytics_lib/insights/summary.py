@@ -52,11 +52,11 @@ def revenue(n: _Numbers, insights: list[Insight]) -> str | None:
     gross = n.get("headline", "gross_revenue")
     if gross is None:
         return None
-    s = f"In {fmt.period_name(n.period)} gross revenue was {n.money(gross)}"
+    s = f"{fmt.sentence_start(fmt.during(n.period))} gross revenue was {n.money(gross)}"
     growth = n.get("headline", "revenue_growth_vs_previous")
     clauses = []
     if growth is not None:
-        c = f"{_change(growth)} on {fmt.period_name(n.period.previous())}"
+        c = f"{_change(growth)} on {fmt.previous_name(n.period)}"
         t = n.trend("gross_revenue")
         if t is not None and t.significance == "low":
             c += " (within normal variation)"

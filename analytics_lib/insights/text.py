@@ -123,3 +123,26 @@ def period_end_name(period: Period) -> str:
 def sentence_start(value: str) -> str:
     """Upper-case the first letter only (``str.capitalize`` would lower-case the rest)."""
     return value[:1].upper() + value[1:]
+
+
+def during(period: Period) -> str:
+    """``in October 2026``, ``on 1 May 2024``, ``from 1 May 2024 to 31 May 2024``."""
+    if period.kind == "day":
+        return f"on {period_name(period)}"
+    if period.kind == "custom":
+        return f"from {_day(period.start)} to {_day(period.last_day)}"
+    return f"in {period_name(period)}"
+
+
+def previous_name(period: Period) -> str:
+    """The period before ``period`` by name (``September 2026``), or ``the previous 31 days``."""
+    if period.kind == "custom":
+        return f"the previous {period.days} days"
+    return period_name(period.previous())
+
+
+def previous_during(period: Period) -> str:
+    """``in September 2026``, ``on 30 April 2024``, ``in the previous 31 days``."""
+    if period.kind == "custom":
+        return f"in the previous {period.days} days"
+    return during(period.previous())

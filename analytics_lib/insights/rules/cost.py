@@ -11,6 +11,7 @@ import pandas as pd
 from analytics_lib.insights import stats
 from analytics_lib.insights import text as fmt
 from analytics_lib.insights.base import Insight, RuleContext, rule
+from analytics_lib.metrics import MissingRateError
 
 
 def provider_cells(ctx: RuleContext) -> pd.DataFrame:
@@ -19,6 +20,9 @@ def provider_cells(ctx: RuleContext) -> pd.DataFrame:
     and a provider that serves other countries is no like-for-like alternative, so this rule
     queries the session."""
     cells = ctx.query("provider_cells").copy()
+    if len(cells) and cells["missing_fee_rates"].sum() > 0:
+        raise MissingRateError(f"{int(cells['missing_fee_rates'].sum())} fee(s) in the period have no FX rate "
+                               f"to {ctx.currency}: provider fee rates cannot be compared")
     cells["cell"] = cells["payment_method"].astype(str) + " / " + cells["country_code"].astype(str)
     return cells[["provider", "cell", "attempts", "successes", "gross", "fees"]]
 

@@ -208,8 +208,8 @@ def churn_comparison(ctx: RuleContext) -> dict[str, Any] | None:
             "previous_rate": p_rate, "previous_base": int(p_start), "previous_churned": int(round(p_rate * p_start)),
             "current_mrr_churn": number(m.get("gross_mrr_churn_rate")),
             "previous_mrr_churn": number(prev.get("gross_mrr_churn_rate")),
-            "mrr_start": number(m.get("mrr_start")), "current_label": fmt.period_name(ctx.period),
-            "previous_label": fmt.period_name(ctx.period.previous()), "months": ctx.period.days / 30.4375,
+            "mrr_start": number(m.get("mrr_start")), "current_label": fmt.during(ctx.period),
+            "previous_label": fmt.previous_during(ctx.period), "months": ctx.period.days / 30.4375,
             "basis": "previous period",
         }
     moves = ctx.table("recurring_revenue", "movements")
@@ -230,7 +230,7 @@ def churn_comparison(ctx: RuleContext) -> dict[str, Any] | None:
         "current_mrr_churn": None if mrr_cur is None else float(mrr_cur),
         "previous_mrr_churn": None if mrr_prev is None else float(mrr_prev),
         "mrr_start": float(last["mrr_start"]) if "mrr_start" in last else None,
-        "current_label": str(last["label"]), "previous_label": "the earlier months of the period (pooled)",
+        "current_label": f"in {last['label']}", "previous_label": "in the earlier months of the period (pooled)",
         "months": 1.0, "basis": "last month against the earlier months",
     }
 
@@ -262,8 +262,8 @@ def churn_rate_rise(ctx: RuleContext) -> Insight | None:
     if estimated is not None and estimated <= 0:
         estimated = None
     parts = [
-        f"Subscriber churn rose to {fmt.percent(c['current_rate'])} in {c['current_label']} from "
-        f"{fmt.percent(c['previous_rate'])} in {c['previous_label']} (+{fmt.points(c['current_rate'] - c['previous_rate'])}, "
+        f"Subscriber churn rose to {fmt.percent(c['current_rate'])} {c['current_label']} from "
+        f"{fmt.percent(c['previous_rate'])} {c['previous_label']} (+{fmt.points(c['current_rate'] - c['previous_rate'])}, "
         f"{fmt.p_value(p)}; {fmt.count(c['current_base'])} subscribers at the start).",
     ]
     if estimated is not None:

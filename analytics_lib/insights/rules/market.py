@@ -79,7 +79,7 @@ def country_share_shift(ctx: RuleContext) -> Insight | None:
     up = [x for x in movers if x["change_points"] > 0][:3]
     down = [x for x in movers if x["change_points"] < 0][:3]
     cur = ctx.currency
-    prev_name = fmt.period_name(ctx.period.previous())
+    prev_name = fmt.previous_name(ctx.period)
     parts = [f"Against {prev_name}: " + _describe(up + down, fmt.country, "successful payments")]
     lost = sum(max(x.get("previous_volume_share", 0.0) - x.get("volume_share", 0.0), 0.0) for x in down) * s["volume"]
     estimated = lost * ctx.monthly_factor if down and lost > 0 else None
@@ -127,7 +127,7 @@ def payment_method_share_shift(ctx: RuleContext) -> Insight | None:
         return None
     movers = s["movers"][:4]
     name = fmt.method
-    prev_name = fmt.period_name(ctx.period.previous())
+    prev_name = fmt.previous_name(ctx.period)
     big = max(abs(x["change_points"]) for x in movers)
     rates = ctx.table("transactions", "by_payment_method")
     sr = dict(zip(rates["payment_method"], rates["success_rate"], strict=False)) if "success_rate" in rates else {}

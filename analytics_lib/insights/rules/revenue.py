@@ -72,7 +72,7 @@ def high_value_rfm_segment(ctx: RuleContext) -> Insight | None:
             period_revenue = float(row["revenue"].iloc[0])
             estimated = o.segment_growth_assumption * period_revenue * ctx.monthly_factor
             parts.append(
-                f"They paid {fmt.money(period_revenue, cur)} in {fmt.period_name(ctx.period)}; growing that by "
+                f"They paid {fmt.money(period_revenue, cur)} {fmt.during(ctx.period)}; growing that by "
                 f"{fmt.percent(o.segment_growth_assumption, 0)} would add about {fmt.money(estimated, cur)} a month.")
     actions = [a.format(segment=name) for a in SEGMENT_ACTIONS.get(name, DEFAULT_SEGMENT_ACTIONS)]
     return Insight(
@@ -125,7 +125,7 @@ def high_value_country(ctx: RuleContext) -> Insight | None:
     gross = ctx.value("revenue", "gross_revenue") or 0.0
     estimated = o.segment_growth_assumption * float(top["volume"]) * ctx.monthly_factor
     parts = [
-        f"Customers in {name} paid {fmt.money(top['value'], cur)} each in {fmt.period_name(ctx.period)}, "
+        f"Customers in {name} paid {fmt.money(top['value'], cur)} each {fmt.during(ctx.period)}, "
         f"{fmt.multiple(top['multiple'])} the {fmt.money(average, cur)} average per paying customer "
         f"({fmt.count(top['customers'])} customers, {fmt.percent(top['volume'] / gross) if gross else 'n/a'} of revenue)."
     ]

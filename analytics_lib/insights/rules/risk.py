@@ -63,11 +63,11 @@ def chargeback_threshold(ctx: RuleContext) -> Insight | None:
     top = flagged[0]
     network = NETWORK_NAMES.get(top["brand"], top["brand"])
     provider = fmt.provider(top["provider"])
-    period = fmt.period_name(ctx.period)
+    period = fmt.during(ctx.period)
     subject = f"{provider}'s {network} dispute ratio" if top["brand"] != "all" else f"{provider}'s dispute ratio"
     state = "above" if top["exceeds"] else f"{fmt.percent(top['share_of_threshold'], 0)} of"
     parts = [
-        f"{subject} was {fmt.percent(top['ratio'])} in {period} ({fmt.count(top['disputes'])} disputes on "
+        f"{subject} was {fmt.percent(top['ratio'])} {period} ({fmt.count(top['disputes'])} disputes on "
         f"{fmt.count(top['sales'])} successful payments), {state} {top['programme']} threshold of "
         f"{fmt.percent(top['threshold'])}.",
     ]
@@ -161,19 +161,19 @@ def fraud_spike(ctx: RuleContext) -> Insight | None:
                             "per_day": rate_c, "previous_per_day": rate_p})
     if not signals:
         return None
-    prev_name = fmt.period_name(ctx.period.previous())
+    prev_name = fmt.previous_name(ctx.period)
     parts = []
     for s in signals:
         if s["signal"] == "flagged_share":
             parts.append(
                 f"Payments scoring {thresholds['review_threshold']:g} or more (review or block) rose to "
-                f"{fmt.percent(s['current'])} of scored attempts from {fmt.percent(s['previous'])} in {prev_name} "
+                f"{fmt.percent(s['current'])} of scored attempts from {fmt.percent(s['previous'])} {fmt.previous_during(ctx.period)} "
                 f"(+{fmt.points(s['current'] - s['previous'])}, {fmt.p_value(s['p_value'])}; "
                 f"{fmt.count(s['current_base'])} attempts).")
         else:
             change = "" if s["relative_increase"] is None else f", +{fmt.percent(s['relative_increase'], 0)} per day"
             parts.append(f"Confirmed fraud alerts rose to {fmt.count(s['current'])} from {fmt.count(s['previous'])} "
-                         f"in {prev_name}{change} ({fmt.p_value(s['p_value'])}).")
+                         f"{fmt.previous_during(ctx.period)}{change} ({fmt.p_value(s['p_value'])}).")
     growth = _alert_type_growth(ctx.table("fraud", "alerts"), prev_alerts)
     if growth:
         parts.append(f"The largest increase is in {growth['alert_type'].replace('_', ' ')} alerts "

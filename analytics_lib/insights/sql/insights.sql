@@ -1,13 +1,18 @@
 -- Queries the insight rules need beyond the metric layer's families. They run in the metric
--- session's scope (period, filters, reporting currency; see metrics/sql/_scope.sql) and select
--- from its scoped tables; money columns ending in _rc are major units of the reporting currency.
+-- session's scope (period, filters, reporting currency). They read only the scope's documented
+-- building blocks: `payments` (the period's attempts after filters, amount_rc in major units of
+-- the reporting currency, is_success), `filtered_transactions` (all attempts after filters),
+-- `fx_factor`/`currency_scale` (conversion) and the scope variables; the raw tables (fees,
+-- disputes, customers, subscriptions); and a metric family's own named query where one is
+-- written `{family.query}` (inlined as a subquery, its `requires:` tables built first).
 --
--- rfm_segment_revenue    per RFM segment (as of the period end): revenue of the period's
---                        successful payments and the customers who paid in the period
+-- rfm_segment_revenue    per RFM segment (as of the period end, from customers.rfm): revenue of the
+--                        period's successful payments and the customers who paid in the period
 -- provider_cells         per provider x payment method x buyer country, payments created in the
---                        period: attempts, successful attempts, their amount, and the provider's
---                        fees on them charged in the period (dispute fees excluded: they follow the
---                        dispute rate, not the price list)
+--                        period: attempts, successful attempts, their amount, and the fees charged
+--                        in the period on those payments (dispute fees excluded: they follow the
+--                        dispute rate, not the price list); missing_fee_rates counts fees without an
+--                        FX rate (the rule refuses to guess them)
 -- card_network_disputes  per provider x card brand (visa, mastercard): successful payments created
 --                        in the period (sales) and disputes opened in the period on that brand's
 --                        payments, whatever the payment's date: the monitoring programmes' ratio
@@ -19,25 +24,32 @@
 --                        plan of their latest subscription
 
 -- name: rfm_segment_revenue
--- requires: customer_rfm
 SELECT r.segment, coalesce(sum(p.amount_rc), 0) AS revenue, count(DISTINCT p.customer_id) AS paying_customers
-FROM payments p JOIN customer_rfm r USING (customer_id)
+FROM payments p JOIN ({customers.rfm}
+) r USING (customer_id)
 WHERE p.is_success
 GROUP BY ALL
 ORDER BY revenue DESC
 
 -- name: provider_cells
--- requires: scoped_fees
 WITH f AS (
-    SELECT transaction_id, sum(amount_rc) AS fees
-    FROM scoped_fees WHERE fee_type <> 'dispute'
+    SELECT e.transaction_id,
+           sum(e.amount_minor / s.scale * CASE WHEN e.currency = getvariable('rc') THEN 1.0 ELSE x.factor END) AS fees,
+           count(*) FILTER (WHERE e.currency <> getvariable('rc') AND x.factor IS NULL) AS missing_rates
+    FROM fees e
+    JOIN currency_scale s ON s.currency = e.currency
+    LEFT JOIN fx_factor x ON x.currency = e.currency AND x.rate_date = CAST(e.created_at AS DATE)
+    WHERE e.created_at >= getvariable('p_start') AND e.created_at < getvariable('p_end')
+      AND e.fee_type <> 'dispute'
+      AND e.transaction_id IN (SELECT transaction_id FROM payments)
     GROUP BY ALL
 )
 SELECT p.provider, p.payment_method, p.country_code,
        count(*) AS attempts,
        count(*) FILTER (WHERE p.is_success) AS successes,
        coalesce(sum(p.amount_rc) FILTER (WHERE p.is_success), 0) AS gross,
-       coalesce(sum(f.fees), 0) AS fees
+       coalesce(sum(f.fees), 0) AS fees,
+       coalesce(sum(f.missing_rates), 0) AS missing_fee_rates
 FROM payments p LEFT JOIN f USING (transaction_id)
 GROUP BY ALL
 ORDER BY p.provider, attempts DESC
