@@ -150,7 +150,7 @@ def _assert_clean(record) -> None:
     visible = re.sub(r"<(script|style)\b.*?</\1>", "", page, flags=re.S)
     assert "Traceback" not in visible and "Error" not in visible
     assert external_references(page) == []
-    assert "jp-InputArea" not in page, "code cells must not be rendered"
+    assert 'class="jp-InputArea' not in visible and "rp.setup()" not in visible, "code cells must not be rendered"
     assert page.count("get_plotlyjs") == 0 and page.count("Plotly.newPlot") >= 1
 
 
