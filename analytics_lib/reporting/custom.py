@@ -57,6 +57,13 @@ class DefinitionError(ValueError):
     """A custom report definition that cannot be used (the message names the field)."""
 
 
+def _only_known(values: Any, known: Any, what: str, hint: str) -> Any:
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; {what}s: {hint}")
+    return values
+
+
 class Visualisation(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["bar", "line", "pie", "table", "kpi"]
@@ -96,37 +103,25 @@ class Definition(BaseModel):
     @classmethod
     def _filters(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            unknown = [k for k in value if k not in FILTER_COLUMNS]
-            if unknown:
-                raise ValueError(f"unknown filter {', '.join(map(repr, unknown))}; filters: {', '.join(FILTER_COLUMNS)}")
+            _only_known(value, FILTER_COLUMNS, "filter", ", ".join(FILTER_COLUMNS))
             return {k: ([v] if isinstance(v, str) else v) for k, v in value.items()}
         return value
 
     @field_validator("dimensions")
     @classmethod
     def _dimensions(cls, value: list[str]) -> list[str]:
-        unknown = [d for d in value if d not in DIMENSIONS]
-        if unknown:
-            raise ValueError(f"unknown dimension {', '.join(map(repr, unknown))}; dimensions: {', '.join(DIMENSIONS)}")
-        return value
+        return _only_known(value, DIMENSIONS, "dimension", ", ".join(DIMENSIONS))
 
     @field_validator("exports")
     @classmethod
     def _exports(cls, value: list[str]) -> list[str]:
-        unknown = [f for f in value if f not in EXPORT_FORMATS]
-        if unknown:
-            raise ValueError(f"unknown export format {', '.join(map(repr, unknown))}; formats: {', '.join(EXPORT_FORMATS)}")
-        return value
+        return _only_known(value, EXPORT_FORMATS, "export format", ", ".join(EXPORT_FORMATS))
 
     @field_validator("metrics")
     @classmethod
     def _metrics(cls, value: list[str]) -> list[str]:
         known = known_metrics()
-        unknown = [m for m in value if m not in known]
-        if unknown:
-            raise ValueError(f"unknown metric {', '.join(map(repr, unknown))}; see docs/metrics.md "
-                             f"(e.g. {', '.join(sorted(known)[:8])}, ...)")
-        return value
+        return _only_known(value, known, "metric", f"see docs/metrics.md (e.g. {', '.join(sorted(known)[:8])}, ...)")
 
     @model_validator(mode="after")
     def _dates(self) -> Definition:
