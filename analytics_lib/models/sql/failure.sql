@@ -18,6 +18,10 @@
 --                  already known (completed_at / failed_at before history_at), failures among them,
 --                  failures in the 30 days before, the most recent failure's reason and its age
 --
+-- How: one time line per customer from 30 days (the longest window) before the earliest history
+-- time, with a marker per candidate; what was known before it enters as per-customer totals (so
+-- scoring a recent window sorts only that window's rows).
+--
 -- Candidates are staged in the temp table failure_candidates (transaction-shaped columns plus
 -- history_at) by one of the candidates_* queries, then `features` computes one row per candidate.
 
@@ -110,38 +114,48 @@ fx_latest AS (
     SELECT currency, arg_max(factor, rate_date) AS factor, max(rate_date) AS last_day FROM fx GROUP BY ALL
 ),
 scales AS (SELECT unnest($codes) AS currency, unnest($scales) AS scale),
+-- the time line starts 30 days (the longest window) before the earliest history time; what was
+-- known before that enters only as per-customer totals
+since AS (SELECT min(history_at) - INTERVAL 30 DAY AS since_at FROM failure_candidates),
 -- integer customer keys: the time line below sorts by them much faster than by the text ids
-cust AS (SELECT customer_id, row_number() OVER () AS cid FROM (SELECT DISTINCT customer_id FROM failure_candidates)),
-events AS (
-    -- one time line per customer: each earlier outcome when it became known, and markers at each
-    -- candidate's history time and 30 days before it. Markers sort before outcomes at the same
-    -- instant, so running totals at a marker count only what was known strictly before it (one
-    -- sort serves every history feature).
-    SELECT k.cid, coalesce(t.failed_at, t.completed_at) AS event_at, 1 AS kind, 1 AS outcome,
-           (t.status = 'failed')::INTEGER AS failure,
-           CASE WHEN t.status = 'failed' THEN coalesce(t.failure_reason, 'other') END AS reason,
-           NULL::VARCHAR AS candidate_id, NULL::VARCHAR AS marker
+cust AS MATERIALIZED (
+    SELECT customer_id, row_number() OVER () AS cid FROM (SELECT DISTINCT customer_id FROM failure_candidates)
+),
+outcomes AS MATERIALIZED (
+    -- each earlier outcome of the candidates' customers, when it became known
+    SELECT k.cid, coalesce(t.failed_at, t.completed_at) AS known_at, (t.status = 'failed')::INTEGER AS failure,
+           CASE WHEN t.status = 'failed' THEN coalesce(t.failure_reason, 'other') END AS reason
     FROM transactions t JOIN cust k USING (customer_id)
     WHERE coalesce(t.failed_at, t.completed_at) IS NOT NULL
-    UNION ALL
-    SELECT k.cid, m.marker_at, 0, 0, 0, NULL, f.candidate_id, m.marker
-    FROM failure_candidates f JOIN cust k USING (customer_id),
-         LATERAL (VALUES (f.history_at, 'now'), (f.history_at - INTERVAL 30 DAY, '30d')) m(marker_at, marker)
 ),
-running AS (
-    SELECT candidate_id, marker,
-           sum(outcome) OVER w AS outcomes, sum(failure) OVER w AS failures,
-           last_value(reason IGNORE NULLS) OVER w AS last_reason,
-           max(CASE WHEN failure = 1 THEN event_at END) OVER w AS last_failed_at
-    FROM events
-    WINDOW w AS (PARTITION BY cid ORDER BY event_at, kind ROWS UNBOUNDED PRECEDING)
-    QUALIFY kind = 0
+earlier AS (
+    -- per customer, what was known before the time line starts
+    SELECT cid, count(*) AS outcomes, sum(failure) AS failures,
+           arg_max(reason, known_at) FILTER (WHERE failure = 1) AS last_reason,
+           max(known_at) FILTER (WHERE failure = 1) AS last_failed_at
+    FROM outcomes, since WHERE known_at < since_at GROUP BY cid
+),
+events AS (
+    -- one time line per customer: each outcome known from `since` on (kind 1), and a marker at
+    -- each candidate's history time (kind 0). ek = 2 x microseconds + kind: at a marker, every row
+    -- with a smaller ek was known strictly before it, and 2 x 30 days of ek is 30 days.
+    SELECT cid, epoch_us(known_at) * 2 + 1 AS ek, failure, reason,
+           CASE WHEN failure = 1 THEN known_at END AS failed_at, NULL::VARCHAR AS candidate_id
+    FROM outcomes, since WHERE known_at >= since_at
+    UNION ALL
+    SELECT k.cid, epoch_us(f.history_at) * 2, 0, NULL, NULL, f.candidate_id
+    FROM failure_candidates f JOIN cust k USING (customer_id)
 ),
 history AS (
-    SELECT n.candidate_id, n.outcomes::BIGINT AS outcomes_before, n.failures::BIGINT AS failures_before,
-           (n.failures - m.failures)::BIGINT AS failures_30d, n.last_reason, n.last_failed_at
-    FROM running n JOIN running m ON m.candidate_id = n.candidate_id AND m.marker = '30d'
-    WHERE n.marker = 'now'
+    SELECT candidate_id, cid,
+           -- outcomes (low 32 bits) and failures (high) in one running sum
+           sum(1 - (candidate_id IS NOT NULL)::BIGINT + (failure::BIGINT << 32)) OVER (w ROWS UNBOUNDED PRECEDING) AS known,
+           sum(failure) OVER (w RANGE BETWEEN 5184000000000 PRECEDING AND CURRENT ROW) AS failures_30d,
+           last_value(reason IGNORE NULLS) OVER (w ROWS UNBOUNDED PRECEDING) AS last_reason,
+           max(failed_at) OVER (w ROWS UNBOUNDED PRECEDING) AS last_failed_at
+    FROM events
+    WINDOW w AS (PARTITION BY cid ORDER BY ek)
+    QUALIFY candidate_id IS NOT NULL
 ),
 c AS (
     SELECT k.*, CAST(k.created_at AS DATE) AS created_day
@@ -166,15 +180,16 @@ SELECT
     coalesce(c.device_class, 'unknown') AS device_class,
     (c.country_code = $home)::INTEGER AS home_country,
     (epoch(c.created_at) - epoch(cu.signup_at)) / 86400.0 AS account_age_days,
-    coalesce(h.outcomes_before, 0) AS prior_attempts,
-    coalesce(h.failures_before, 0) AS prior_failures,
-    coalesce(h.failures_before, 0) / nullif(h.outcomes_before, 0) AS prior_failure_rate,
-    coalesce(h.failures_30d, 0) AS failures_30d,
-    coalesce(h.last_reason, 'none') AS last_failure_reason,
-    (epoch(c.created_at) - epoch(h.last_failed_at)) / 86400.0 AS days_since_failure
+    ((h.known & 4294967295) + coalesce(e.outcomes, 0))::BIGINT AS prior_attempts,
+    ((h.known >> 32) + coalesce(e.failures, 0))::BIGINT AS prior_failures,
+    ((h.known >> 32) + coalesce(e.failures, 0)) / nullif((h.known & 4294967295) + coalesce(e.outcomes, 0), 0) AS prior_failure_rate,
+    h.failures_30d::BIGINT AS failures_30d,
+    coalesce(h.last_reason, e.last_reason, 'none') AS last_failure_reason,
+    (epoch(c.created_at) - epoch(coalesce(h.last_failed_at, e.last_failed_at))) / 86400.0 AS days_since_failure
 FROM c
 LEFT JOIN customers cu ON cu.customer_id = c.customer_id
 LEFT JOIN history h ON h.candidate_id = c.candidate_id
+LEFT JOIN earlier e ON e.cid = h.cid
 LEFT JOIN scales sc ON sc.currency = c.currency
 LEFT JOIN fx ON fx.currency = c.currency AND fx.rate_date = c.created_day
 LEFT JOIN fx_latest fl ON fl.currency = c.currency AND c.created_day > fl.last_day

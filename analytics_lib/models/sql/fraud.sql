@@ -22,16 +22,29 @@
 -- platform score   platform_risk_score = the attempt's risk_score, computed by the platform at
 --                  authorization (it is also the baseline the model must beat)
 -- never used       the attempt's later status, refunds, disputes, fees and reviews
+--
+-- How: candidates are staged with their columns in the temp table fraud_candidates; the velocity
+-- and history counts are read off one time line per customer and one per IP that start a day (the
+-- longest window) before the earliest candidate, each a single sort: the candidates' own rows
+-- carry the windows as RANGE frames, and captures, alerts and the last card from before the time
+-- line enter as per-customer totals. Scoring a recent window therefore sorts only that window's
+-- rows, not every customer's whole history.
 
 -- name: candidates_window
 CREATE OR REPLACE TEMP TABLE fraud_candidates AS
-SELECT transaction_id FROM transactions
+SELECT transaction_id, customer_id, created_at, risk_score, amount_minor, currency, payment_method, card_brand,
+       card_country, card_age_days, card_expiry_month, billing_reason, country_code, ip_country, ip_hash,
+       device_class, campaign_id, referrer_domain, discount_code
+FROM transactions
 WHERE created_at >= $start AND created_at < $end
   AND billing_reason IN ('purchase', 'subscription_create')
 
 -- name: candidates_ids
 CREATE OR REPLACE TEMP TABLE fraud_candidates AS
-SELECT transaction_id FROM transactions WHERE list_contains($ids, transaction_id)
+SELECT transaction_id, customer_id, created_at, risk_score, amount_minor, currency, payment_method, card_brand,
+       card_country, card_age_days, card_expiry_month, billing_reason, country_code, ip_country, ip_hash,
+       device_class, campaign_id, referrer_domain, discount_code
+FROM transactions WHERE list_contains($ids, transaction_id)
 
 -- name: features
 WITH rates AS (
@@ -45,87 +58,80 @@ fx AS (
 ),
 fx_latest AS (SELECT currency, arg_max(factor, rate_date) AS factor, max(rate_date) AS last_day FROM fx GROUP BY ALL),
 scales AS (SELECT unnest($codes) AS currency, unnest($scales) AS scale),
-c AS (
-    SELECT t.*, CAST(t.created_at AS DATE) AS created_day
-    FROM transactions t SEMI JOIN fraud_candidates USING (transaction_id)
+-- the time lines start a day (the longest window) before the earliest candidate; what happened
+-- before that enters only as per-customer totals
+since AS (SELECT min(created_at) - INTERVAL 1 DAY AS since_at, epoch_us(min(created_at)) - 86400000000 AS since_us
+          FROM fraud_candidates),
+-- integer customer keys: the time lines sort by them much faster than by the text ids
+cust AS MATERIALIZED (
+    SELECT customer_id, row_number() OVER () AS cid FROM (SELECT DISTINCT customer_id FROM fraud_candidates)
 ),
--- integer keys: the time lines below sort by them much faster than by the text ids
-cust AS (SELECT customer_id, row_number() OVER () AS cid FROM (SELECT DISTINCT customer_id FROM c)),
-ips AS (SELECT ip_hash, row_number() OVER () AS iid FROM (SELECT DISTINCT ip_hash FROM c WHERE ip_hash IS NOT NULL)),
+history AS MATERIALIZED (
+    -- every transaction of the candidates' customers; card = brand, issuing country and expiry
+    -- month (the export has no card fingerprint)
+    SELECT k.cid, t.transaction_id, epoch_us(t.created_at) AS at_us,
+           CASE WHEN t.status = 'failed' THEN epoch_us(t.failed_at) END AS failed_us,
+           epoch_us(t.completed_at) AS completed_us,
+           hash(t.payment_method, t.card_brand, t.card_country, t.card_expiry_month) AS card_key
+    FROM transactions t JOIN cust k USING (customer_id)
+),
+earlier AS (
+    -- per customer, before the time lines start: payments captured, and the card of the last attempt
+    SELECT cid, count(*) FILTER (WHERE completed_us < since_us) AS successes,
+           arg_max(card_key, (at_us, transaction_id)) FILTER (WHERE at_us < since_us) AS last_card
+    FROM history, since GROUP BY cid
+),
+earlier_alerts AS (
+    SELECT k.cid, count(*) AS alerts
+    FROM fraud_alerts a JOIN cust k USING (customer_id), since WHERE a.created_at < since_at GROUP BY ALL
+),
 attempts AS (
-    -- the candidates' customers' attempts; changed = another card than the customer's previous attempt
-    SELECT transaction_id, cid, created_at,
+    -- the customers' attempts on the time line; changed = another card than the customer's previous attempt
+    SELECT transaction_id, cid, at_us,
            (card_key IS DISTINCT FROM prev_key AND prev_key IS NOT NULL)::INTEGER AS changed
     FROM (
-        SELECT t.transaction_id, k.cid, t.created_at,
-               hash(t.payment_method, t.card_brand, t.card_country, t.card_expiry_month) AS card_key,
-               lag(hash(t.payment_method, t.card_brand, t.card_country, t.card_expiry_month))
-                   OVER (PARTITION BY k.cid ORDER BY t.created_at, t.transaction_id) AS prev_key
-        FROM transactions t JOIN cust k USING (customer_id)
+        SELECT h.transaction_id, h.cid, h.at_us, h.card_key,
+               coalesce(lag(h.card_key) OVER (PARTITION BY h.cid ORDER BY h.at_us, h.transaction_id), e.last_card) AS prev_key
+        FROM history h JOIN since ON h.at_us >= since_us LEFT JOIN earlier e USING (cid)
     )
 ),
-customer_events AS (
-    -- one time line per customer: attempts when created, failures and captures when known, fraud
-    -- alerts when raised, and markers at each candidate's time, an hour and a day before it.
-    -- Markers sort before events at the same instant: running totals at a marker count only what
-    -- happened strictly before it.
-    SELECT cid, created_at AS event_at, 1 AS kind, 1 AS attempt, changed, 0 AS failure, 0 AS success,
-           0 AS alert, NULL::VARCHAR AS candidate_id, NULL::VARCHAR AS marker
+customer_line AS (
+    -- one time line per customer: attempts at their time (kind 0) and what became known later
+    -- (kind 1): failures, captures and fraud alerts. ek = 2 x microseconds + kind, so at an
+    -- attempt's row everything with a smaller ek happened strictly before it, and an offset of
+    -- 2 x d microseconds is a window of d microseconds.
+    SELECT cid, transaction_id, at_us * 2 AS ek, 1 AS attempt, changed, 0 AS failure, 0::BIGINT AS known
     FROM attempts
     UNION ALL
-    SELECT k.cid, t.failed_at, 1, 0, 0, 1, 0, 0, NULL, NULL
-    FROM transactions t JOIN cust k USING (customer_id) WHERE t.status = 'failed' AND t.failed_at IS NOT NULL
+    SELECT cid, NULL, failed_us * 2 + 1, 0, 0, 1, 0 FROM history, since WHERE failed_us >= since_us
     UNION ALL
-    SELECT k.cid, t.completed_at, 1, 0, 0, 0, 1, 0, NULL, NULL
-    FROM transactions t JOIN cust k USING (customer_id) WHERE t.completed_at IS NOT NULL
+    -- captures and alerts share one running sum: captures in the low 32 bits, alerts above
+    SELECT cid, NULL, completed_us * 2 + 1, 0, 0, 0, 1 FROM history, since WHERE completed_us >= since_us
     UNION ALL
-    SELECT k.cid, a.created_at, 1, 0, 0, 0, 0, 1, NULL, NULL
-    FROM fraud_alerts a JOIN cust k USING (customer_id)
-    UNION ALL
-    SELECT k.cid, m.marker_at, 0, 0, 0, 0, 0, 0, c.transaction_id, m.marker
-    FROM c JOIN cust k USING (customer_id),
-         LATERAL (VALUES (c.created_at, 'now'), (c.created_at - INTERVAL 1 HOUR, '1h'),
-                         (c.created_at - INTERVAL 1 DAY, '1d')) m(marker_at, marker)
-),
-customer_running AS (
-    SELECT candidate_id, marker,
-           sum(attempt) OVER w AS attempts, sum(changed) OVER w AS changes, sum(failure) OVER w AS failures,
-           sum(success) OVER w AS successes, sum(alert) OVER w AS alerts
-    FROM customer_events
-    WINDOW w AS (PARTITION BY cid ORDER BY event_at, kind ROWS UNBOUNDED PRECEDING)
-    QUALIFY kind = 0
+    SELECT k.cid, NULL, epoch_us(a.created_at) * 2 + 1, 0, 0, 0, 1::BIGINT << 32
+    FROM fraud_alerts a JOIN cust k USING (customer_id), since WHERE a.created_at >= since_at
 ),
 customer_history AS (
-    SELECT candidate_id AS transaction_id,
-           (sum(attempts) FILTER (WHERE marker = 'now') - sum(attempts) FILTER (WHERE marker = '1h'))::BIGINT AS customer_attempts_1h,
-           (sum(attempts) FILTER (WHERE marker = 'now') - sum(attempts) FILTER (WHERE marker = '1d'))::BIGINT AS customer_attempts_24h,
-           (sum(changes) FILTER (WHERE marker = 'now') - sum(changes) FILTER (WHERE marker = '1d'))::BIGINT AS card_changes_before,
-           (sum(failures) FILTER (WHERE marker = 'now') - sum(failures) FILTER (WHERE marker = '1h'))::BIGINT AS failures_1h,
-           (sum(successes) FILTER (WHERE marker = 'now'))::BIGINT AS prior_successes,
-           (sum(alerts) FILTER (WHERE marker = 'now'))::BIGINT AS prior_alerts
-    FROM customer_running GROUP BY candidate_id
+    SELECT transaction_id, changed,
+           sum(known) OVER (w ROWS UNBOUNDED PRECEDING) AS known_before,
+           sum(attempt) OVER (w RANGE BETWEEN 7200000000 PRECEDING AND 2 PRECEDING) AS attempts_1h,
+           sum(attempt + (changed::BIGINT << 32)) OVER (w RANGE BETWEEN 172800000000 PRECEDING AND 2 PRECEDING) AS day_before,
+           sum(failure) OVER (w RANGE BETWEEN 7200000000 PRECEDING AND CURRENT ROW) AS failures_1h
+    FROM customer_line
+    WINDOW w AS (PARTITION BY cid ORDER BY ek)
+    QUALIFY attempt = 1
 ),
-ip_events AS (
-    SELECT i.iid, t.created_at AS event_at, 1 AS kind, 1 AS attempt, NULL::VARCHAR AS candidate_id,
-           NULL::VARCHAR AS marker
-    FROM transactions t JOIN ips i USING (ip_hash)
-    UNION ALL
-    SELECT i.iid, m.marker_at, 0, 0, c.transaction_id, m.marker
-    FROM c JOIN ips i USING (ip_hash),
-         LATERAL (VALUES (c.created_at, 'now'), (c.created_at - INTERVAL 1 HOUR, '1h'),
-                         (c.created_at - INTERVAL 1 DAY, '1d')) m(marker_at, marker)
-),
-ip_running AS (
-    SELECT candidate_id, marker, kind,
-           sum(attempt) OVER (PARTITION BY iid ORDER BY event_at, kind ROWS UNBOUNDED PRECEDING) AS attempts
-    FROM ip_events
-    QUALIFY kind = 0
+ips AS MATERIALIZED (
+    SELECT ip_hash, row_number() OVER () AS iid FROM (SELECT DISTINCT ip_hash FROM fraud_candidates WHERE ip_hash IS NOT NULL)
 ),
 ip_history AS (
-    SELECT candidate_id AS transaction_id,
-           (sum(attempts) FILTER (WHERE marker = 'now') - sum(attempts) FILTER (WHERE marker = '1h'))::BIGINT AS ip_attempts_1h,
-           (sum(attempts) FILTER (WHERE marker = 'now') - sum(attempts) FILTER (WHERE marker = '1d'))::BIGINT AS ip_attempts_24h
-    FROM ip_running GROUP BY candidate_id
+    -- attempts from the same IP (any customer) in the hour and the day strictly before
+    SELECT transaction_id,
+           count(*) OVER (w RANGE BETWEEN 3600000000 PRECEDING AND 1 PRECEDING) AS ip_attempts_1h,
+           count(*) OVER (w RANGE BETWEEN 86400000000 PRECEDING AND 1 PRECEDING) AS ip_attempts_24h
+    FROM (SELECT i.iid, t.transaction_id, epoch_us(t.created_at) AS at_us
+          FROM transactions t JOIN ips i USING (ip_hash), since WHERE t.created_at >= since_at)
+    WINDOW w AS (PARTITION BY iid ORDER BY at_us)
 ),
 labels AS (
     SELECT transaction_id, 1 AS is_fraud FROM disputes
@@ -145,7 +151,7 @@ SELECT
     coalesce(cu.acquisition_channel, 'unknown') AS acquisition_channel,
     c.card_age_days,
     (c.card_age_days < 1)::INTEGER AS new_card,
-    date_diff('month', date_trunc('month', c.created_day), c.card_expiry_month) AS months_to_expiry,
+    date_diff('month', date_trunc('month', CAST(c.created_at AS DATE)), c.card_expiry_month) AS months_to_expiry,
     (c.card_country IS DISTINCT FROM c.country_code)::INTEGER AS foreign_card,
     (c.ip_country IS DISTINCT FROM c.card_country AND c.payment_method <> 'bank_transfer')::INTEGER AS ip_card_mismatch,
     (c.ip_country IS DISTINCT FROM c.country_code)::INTEGER AS ip_abroad,
@@ -156,21 +162,23 @@ SELECT
     (c.campaign_id IS NOT NULL)::INTEGER AS from_campaign,
     (c.referrer_domain IS NULL)::INTEGER AS direct_visit,
     (c.discount_code IS NOT NULL)::INTEGER AS has_discount,
-    coalesce(h.customer_attempts_1h, 0) AS customer_attempts_1h,
-    coalesce(h.customer_attempts_24h, 0) AS customer_attempts_24h,
-    coalesce(h.card_changes_before, 0) + coalesce(a.changed, 0) AS card_changes_24h,
+    coalesce(h.attempts_1h, 0)::BIGINT AS customer_attempts_1h,
+    coalesce(h.day_before & 4294967295, 0)::BIGINT AS customer_attempts_24h,
+    (coalesce(h.day_before >> 32, 0) + coalesce(h.changed, 0))::BIGINT AS card_changes_24h,
     coalesce(ih.ip_attempts_1h, 0) AS ip_attempts_1h,
     coalesce(ih.ip_attempts_24h, 0) AS ip_attempts_24h,
-    coalesce(h.failures_1h, 0) AS failures_1h,
-    coalesce(h.prior_successes, 0) AS prior_successes,
-    coalesce(h.prior_alerts, 0) AS prior_alerts
-FROM c
+    coalesce(h.failures_1h, 0)::BIGINT AS failures_1h,
+    (coalesce(h.known_before & 4294967295, 0) + coalesce(e.successes, 0))::BIGINT AS prior_successes,
+    (coalesce(h.known_before >> 32, 0) + coalesce(ea.alerts, 0))::BIGINT AS prior_alerts
+FROM fraud_candidates c
+JOIN cust k USING (customer_id)
 LEFT JOIN customers cu ON cu.customer_id = c.customer_id
-LEFT JOIN attempts a ON a.transaction_id = c.transaction_id
 LEFT JOIN customer_history h ON h.transaction_id = c.transaction_id
+LEFT JOIN earlier e ON e.cid = k.cid
+LEFT JOIN earlier_alerts ea ON ea.cid = k.cid
 LEFT JOIN ip_history ih ON ih.transaction_id = c.transaction_id
 LEFT JOIN labels l ON l.transaction_id = c.transaction_id
 LEFT JOIN scales sc ON sc.currency = c.currency
-LEFT JOIN fx ON fx.currency = c.currency AND fx.rate_date = c.created_day
-LEFT JOIN fx_latest fl ON fl.currency = c.currency AND c.created_day > fl.last_day
+LEFT JOIN fx ON fx.currency = c.currency AND fx.rate_date = CAST(c.created_at AS DATE)
+LEFT JOIN fx_latest fl ON fl.currency = c.currency AND CAST(c.created_at AS DATE) > fl.last_day
 ORDER BY c.created_at, c.transaction_id
