@@ -29,6 +29,7 @@ from analytics_lib.metrics.engine import (
 )
 from analytics_lib.metrics.period import Period
 from analytics_lib.warehouse.countries import country_name
+from analytics_lib.warehouse.currency import normalise_currency
 
 FILTERS_FOR_MRR = ("currency", "country", "product", "plan_type", "discount_code")
 REVIEW_THRESHOLD = 65.0
@@ -163,12 +164,29 @@ def revenue_analytics(session: MetricSession, period: Period, filters: Any = Non
 
 def revenue_growth(session: MetricSession, period: Period, filters: Any, currency: str | None,
                    gross: float) -> dict[str, float | None]:
-    """Gross revenue of the previous period and of the same period last year, and growth vs each."""
+    """Gross revenue of the previous period and of the same period last year, and growth vs each.
+
+    Each is one pruned read of that period's payments (sql/revenue.sql gross_between), equal to
+    the period's ``transactions.total_volume``, without building the period's scope."""
     out: dict[str, float | None] = {}
+    f = Filters.of(filters)
     with session.lock:
+        current = session._scope
+        try:
+            rc = normalise_currency(currency or session.settings.reporting_currency)
+        except ValueError:
+            rc = None  # session.scope says what is wrong with it
+        if current is None or current.filters != f or current.currency != rc or current.window is not None:
+            session.scope(period, f, currency)  # only the filters and the currency matter here
         for label, other in (("previous", period.previous()), ("last_year", period.same_period_last_year())):
-            _scope(session, other, filters, currency)
-            before = session.row("transactions", "summary")["total_volume"]
+            start, end = other.start_utc, other.end_utc
+            row = session.row("revenue", "gross_between", {
+                "start": start, "end": end,
+                "start_month": f"{start.astimezone(UTC):%Y-%m}", "end_month": f"{end.astimezone(UTC):%Y-%m}",
+            })
+            if row["missing"] is not None:
+                raise MissingRateError(session._missing_rate_message(row["missing"]["c"], row["missing"]["d"]))
+            before = row["gross_revenue"]
             out[f"gross_revenue_{label}"] = before
             out[f"revenue_growth_vs_{label}"] = _ratio(gross - before, before) if before else None
     return out
@@ -210,10 +228,10 @@ def recurring_revenue(session: MetricSession, period: Period, filters: Any = Non
     with session.lock:
         session.scope(period, f, currency)
         session.set_mrr_options(options.mrr_cancel_at, options.mrr_same_interval)
-        session.ensure("mrr_events")
+        session.ensure("mrr_unconverted")
         missing = session.con.execute(
-            "SELECT currency, CAST(created_at AS DATE) FROM mrr_events WHERE unconverted "
-            "AND effective_ts < getvariable('p_end') ORDER BY created_at LIMIT 1").fetchall()
+            "SELECT currency, CAST(created_at AS DATE) FROM mrr_unconverted "
+            "WHERE effective_ts < getvariable('p_end') ORDER BY created_at LIMIT 1").fetchall()
         if missing:
             raise MissingRateError(session._missing_rate_message(*missing[0]))
         session.con.register("mrr_bounds", mrr_bounds(period))

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -221,6 +221,8 @@ class MetricSession:
         con.execute("SET VARIABLE p_cut = ?::TIMESTAMPTZ", [cut.astimezone(UTC)])
         con.execute("SET VARIABLE p_cut_date = ?::DATE", [cut.date()])
         con.execute("SET VARIABLE p_cut_month = ?", [f"{cut.astimezone(UTC):%Y-%m}"])
+        # fees are cached in 15-minute UTC buckets (sql/_history.sql fee_buckets)
+        con.execute("SET VARIABLE p_fee_buckets = ?", [_on_quarter_hour(start) and _on_quarter_hour(end)])
         self._run_statement("_scope", "filtered_transactions")
         self._scope = scope
         self.ensure("payments")
@@ -228,32 +230,37 @@ class MetricSession:
 
     def ensure(self, name: str) -> None:
         """Build a table of ``_scope.sql`` (once per scope) or ``_history.sql`` (once per filters,
-        currency, time zone and MRR conventions, so it survives a change of period)."""
-        for family in ("_scope", "_history"):
-            if name in load_queries(family):
-                break
-        else:
-            raise MetricError(f"no scoped table {name!r}")
-        key = self.current if family == "_scope" else self._history_key()
-        if self._built.get(name) == key:
+        currency and time zone, or whatever its ``-- keyed by:`` line says, so it survives a change
+        of period). A history block may build several tables (its ``-- builds:`` line)."""
+        family, block = _block_for(name)
+        key = self.current if family == "_scope" else self._history_key(block)
+        if self._built.get(block) == key:
             return
-        for needed in _requires(load_queries(family)[name]):
+        sql = load_queries(family)[block]
+        for needed in _requires(sql):
             self.ensure(needed)
-        self._run_statement(family, name)
-        self._built[name] = key
-        columns = {r[0] for r in self.con.execute(f'DESCRIBE "{name}"').fetchall()}
+        self._run_statement(family, block)
+        self._built[block] = key
+        if family != "_scope":
+            return  # history keeps rows without a rate; a scope reports them when it needs them
+        columns = {r[0] for r in self.con.execute(f'DESCRIBE "{block}"').fetchall()}
         if "missing_rate" in columns:
-            missing = self.con.execute(
-                f'SELECT currency, CAST(created_at AS DATE) FROM "{name}" WHERE missing_rate '
-                "ORDER BY 2, 1 LIMIT 1"
-            ).fetchall()
+            if "missing_day" in columns:  # aggregated rows: the first day without a rate in each
+                check = (f'SELECT missing_currency, missing_day FROM "{block}" WHERE missing_rate '
+                         "ORDER BY 2, 1 LIMIT 1")
+            else:
+                check = (f'SELECT currency, CAST(created_at AS DATE) FROM "{block}" WHERE missing_rate '
+                         "ORDER BY 2, 1 LIMIT 1")
+            missing = self.con.execute(check).fetchall()
             if missing:
-                del self._built[name]
+                del self._built[block]
                 raise MissingRateError(self._missing_rate_message(*missing[0]))
 
-    def _history_key(self) -> tuple:
+    def _history_key(self, block: str) -> tuple:
         scope = self.current
-        return (scope.filters, scope.currency, scope.period.timezone, self._mrr_options)
+        values = {"filters": scope.filters, "currency": scope.currency, "timezone": scope.period.timezone,
+                  "mrr_options": self._mrr_options}
+        return tuple((k, values[k]) for k in _keyed_by(load_queries("_history")[block]))
 
     def set_mrr_options(self, cancel_at: str, same_interval: str) -> None:
         """The MRR conventions (see sql/mrr.sql) for the following MRR queries."""
@@ -313,11 +320,48 @@ class MetricSession:
             yield self.scope(period, filters, currency)
 
 
+def _on_quarter_hour(instant: datetime) -> bool:
+    """Whether an aware instant is a whole multiple of 15 minutes since the Unix epoch."""
+    micros = (instant - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return micros % 900_000_000 == 0
+
+
+def _directive(sql: str, name: str) -> list[str] | None:
+    """The comma-separated values of ``-- name: a, b`` lines (None if there is none)."""
+    found = None
+    for match in re.finditer(rf"^--\s*{name}:\s*(.*)$", sql, flags=re.M):
+        found = (found or []) + [n.strip() for n in match.group(1).split(",") if n.strip()]
+    return found
+
+
 def _requires(sql: str) -> list[str]:
-    names: list[str] = []
-    for match in re.finditer(r"^--\s*requires:\s*(.+)$", sql, flags=re.M):
-        names += [n.strip() for n in match.group(1).split(",") if n.strip()]
-    return names
+    return _directive(sql, "requires") or []
+
+
+HISTORY_KEYS = ("filters", "currency", "timezone", "mrr_options")
+
+
+def _keyed_by(sql: str) -> tuple[str, ...]:
+    """What a history block depends on: ``-- keyed by: filters, currency, timezone`` (the default),
+    ``mrr_options`` too for MRR tables, ``nothing`` for tables of the raw data."""
+    keys = _directive(sql, "keyed by")
+    if keys is None:
+        return ("filters", "currency", "timezone")
+    keys = [k for k in keys if k != "nothing"]
+    unknown = set(keys) - set(HISTORY_KEYS)
+    if unknown:
+        raise MetricError(f"unknown history key(s) {sorted(unknown)}")
+    return tuple(keys)
+
+
+@cache
+def _block_for(name: str) -> tuple[str, str]:
+    """(family, block) of the scoped or history statement that builds table ``name``."""
+    for family in ("_scope", "_history"):
+        for block, sql in load_queries(family).items():
+            if block == name or name in (_directive(sql, "builds") or []):
+                return family, block
+    raise MetricError(f"no scoped table {name!r}")
 
 
 def _py(value: Any) -> Any:

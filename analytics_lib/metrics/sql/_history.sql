@@ -1,15 +1,28 @@
--- History set-up: tables over all history (not only the period), built on demand per scope.
--- Filters apply; money is converted at the rate of each row's own UTC day.
+-- History set-up: tables over all history (not only the period), built on demand and cached in the
+-- session per filters, reporting currency and time zone (a block's "keyed by" line says
+-- otherwise), so that a period only reads the small part it needs. Filters apply; money is
+-- converted at the rate of each row's own UTC day. Rows without a rate are kept (their amount is
+-- NULL) and reported only when a period needs them (the scope tables check).
+-- A block may build several tables ("builds"); its intermediate tables are dropped at its end.
 
--- name: mrr_events
--- Each subscription event with the monthly-normalised recurring revenue in force after it:
--- price / billing_interval_months x (1 - discount_percent/100), converted at the rate of the day
--- the terms were set, so exchange-rate drift never shows up as expansion or contraction.
+-- name: mrr_history
+-- keyed by: filters, currency, timezone, mrr_options
+-- builds: mrr_subscription_states, mrr_customer_states, mrr_buckets, mrr_unconverted
+--
+-- mrr_events_build: each subscription event with the monthly-normalised recurring revenue in force
+-- after it: price / billing_interval_months x (1 - discount_percent/100), converted at the rate of
+-- the day the terms were set, so exchange-rate drift never shows up as expansion or contraction.
 -- Trials, cancellations and unpaid ends (cancel with reason payment_failed) carry 0.
 -- mrr_cancel_at = 'period_end' (default) dates a cancel at its effective_at, 'request' at occurred_at.
 -- With 'period_end', a cancellation that the customer takes back (any later event of the
 -- subscription made before the cancellation took effect) never takes effect.
-CREATE OR REPLACE TEMP TABLE mrr_events AS
+--
+-- Events of one subscription are ordered by (effective_ts, created_at, event_id); the state of a
+-- subscription at an instant t is its last event strictly before t, so each state row holds the
+-- effective time of the next event (next_ts): the row in force at t is the one with
+-- effective_ts < t <= next_ts (or no next event). The same holds per customer, whose MRR after an
+-- event is the running sum of their subscriptions' MRR changes (customer_mrr).
+CREATE OR REPLACE TEMP TABLE mrr_events_build AS
 SELECT
     e.event_id, e.subscription_id, e.customer_id, e.event_type, e.product_id,
     e.billing_interval_months,
@@ -46,12 +59,78 @@ WHERE (len(getvariable('f_country')) = 0 OR list_contains(getvariable('f_country
   AND NOT (e.event_type = 'cancel' AND getvariable('mrr_cancel_at') = 'period_end' AND EXISTS (
         SELECT 1 FROM subscription_events later
         WHERE later.subscription_id = e.subscription_id AND later.event_type <> 'cancel'
-          AND later.occurred_at > e.occurred_at AND later.occurred_at < e.effective_at))
+          AND later.occurred_at > e.occurred_at AND later.occurred_at < e.effective_at));
 
--- name: customer_months
--- One row per customer and local calendar month with successful payments (all history; a scope
--- cuts it at its period end in customer_months_asof).
-CREATE OR REPLACE TEMP TABLE customer_months AS
+-- events whose MRR could not be converted (api.recurring_revenue reports one a period needs)
+CREATE OR REPLACE TEMP TABLE mrr_unconverted AS
+SELECT currency, created_at, effective_ts FROM mrr_events_build WHERE unconverted;
+
+-- one row per subscription event: the subscription's plan and MRR from effective_ts to next_ts
+CREATE OR REPLACE TEMP TABLE mrr_subscription_states AS
+SELECT product_id, billing_interval_months, mrr, event_type = 'trial_start' AS trialing, effective_ts,
+       lead(effective_ts) OVER (PARTITION BY subscription_id ORDER BY effective_ts, created_at, event_id) AS next_ts
+FROM mrr_events_build;
+
+-- one row per subscription event: the customer's MRR over all their subscriptions after it
+-- (after_micro) and before it (before_micro), in integer millionths (every event's MRR is rounded
+-- to 6 decimals, so these sums are exact), in force from effective_ts to next_ts; prev_ts is the
+-- customer's previous event; mrr is the event's own subscription MRR (for peaks inside an
+-- interval); first_paid_at is when the customer first had a paid subscription. Customers are
+-- numbered (ck) for the session's joins; rows are in time order (periods read a range).
+CREATE OR REPLACE TEMP TABLE mrr_customer_states AS
+WITH keys AS (
+    SELECT customer_id, CAST(row_number() OVER () AS INTEGER) AS ck
+    FROM (SELECT DISTINCT customer_id FROM mrr_events_build)
+),
+deltas AS (
+    SELECT customer_id, effective_ts, created_at, event_id, mrr,
+           CAST(round(mrr * 1000000) AS BIGINT)
+             - coalesce(CAST(round(lag(mrr) OVER (PARTITION BY subscription_id
+                                                 ORDER BY effective_ts, created_at, event_id) * 1000000) AS BIGINT), 0)
+             AS delta_micro
+    FROM mrr_events_build
+),
+running AS (
+    SELECT k.ck, d.effective_ts, d.mrr, d.delta_micro,
+           CAST(sum(d.delta_micro) OVER w AS BIGINT) AS after_micro,
+           lag(d.effective_ts) OVER w AS prev_ts,
+           lead(d.effective_ts) OVER w AS next_ts,
+           min(d.effective_ts) FILTER (WHERE d.mrr > 0) OVER (PARTITION BY k.ck) AS first_paid_at
+    FROM deltas d JOIN keys k USING (customer_id)
+    WINDOW w AS (PARTITION BY k.ck ORDER BY d.effective_ts, d.created_at, d.event_id
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+)
+SELECT ck, effective_ts, prev_ts, next_ts, mrr, after_micro, after_micro - delta_micro AS before_micro,
+       first_paid_at
+FROM running
+ORDER BY effective_ts;
+
+-- per 15-minute UTC bucket, how the events in it change the totals over all customers: MRR, paying
+-- customers and MRR of paying customers (the totals at an instant t are the changes of the
+-- buckets before t's bucket plus those of the events of t's bucket before t)
+CREATE OR REPLACE TEMP TABLE mrr_buckets AS
+SELECT time_bucket(INTERVAL 15 MINUTE, effective_ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+       CAST(sum(after_micro - before_micro) AS BIGINT) AS mrr_micro,
+       CAST(sum(CAST(after_micro > 0 AS INTEGER) - CAST(before_micro > 0 AS INTEGER)) AS BIGINT) AS subscribers,
+       CAST(sum(greatest(after_micro, 0) - greatest(before_micro, 0)) AS BIGINT) AS paying_micro
+FROM mrr_customer_states
+GROUP BY ALL
+ORDER BY bucket;
+
+DROP TABLE mrr_events_build
+
+-- name: customer_history
+-- builds: customer_state, customer_timeline, cohort_matrix, customer_months_missing
+--
+-- customer_months_build: one row per customer and local calendar month with successful payments.
+-- customer_state: one row per customer who ever paid: a number (ck) for the session's joins, the
+--   first successful payment (first_at) and its local month (cohort_month), the acquisition channel.
+-- customer_timeline: one row per customer and month with payments, with the customer's running
+--   totals through that month and the next month they paid in, so the state of every customer at
+--   a month boundary is one filtered scan (the row with month < cut <= next_month).
+-- cohort_matrix: customers paying and their revenue per cohort month and month.
+-- customer_months_missing: per month, the first UTC day and currency of a payment without a rate.
+CREATE OR REPLACE TEMP TABLE customer_months_build AS
 SELECT
     t.customer_id,
     CAST(date_trunc('month', timezone(getvariable('tz'), t.created_at)) AS DATE) AS month,
@@ -60,30 +139,147 @@ SELECT
         * CASE WHEN t.currency = getvariable('rc') THEN 1.0 ELSE f.factor END) AS revenue,
     min(t.created_at) AS first_at,
     max(t.created_at) AS last_at,
-    -- rows without a rate are reported only when a period needs them (customer_months_asof)
-    min(t.created_at) FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS unconverted_at,
-    any_value(t.currency) FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS unconverted_currency
+    min(struct_pack(d := CAST(t.created_at AS DATE), c := t.currency))
+        FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS missing
 FROM filtered_transactions t
 JOIN currency_scale s ON s.currency = t.currency
 LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = CAST(t.created_at AS DATE)
 WHERE is_successful(t.status)
+GROUP BY ALL;
+
+CREATE OR REPLACE TEMP TABLE customer_state AS
+WITH firsts AS (
+    SELECT customer_id, min(first_at) AS first_at, min(month) AS cohort_month
+    FROM customer_months_build GROUP BY customer_id
+)
+SELECT CAST(row_number() OVER () AS INTEGER) AS ck, f.customer_id, f.first_at, f.cohort_month,
+       c.acquisition_channel
+FROM firsts f LEFT JOIN customers c USING (customer_id)
+ORDER BY f.first_at;
+
+CREATE OR REPLACE TEMP TABLE customer_timeline AS
+SELECT s.ck, m.month,
+       lead(m.month) OVER w AS next_month,
+       CAST(sum(m.payments) OVER w AS BIGINT) AS payments,
+       sum(m.revenue) OVER w AS revenue,
+       m.last_at,
+       s.first_at
+FROM customer_months_build m JOIN customer_state s USING (customer_id)
+WINDOW w AS (PARTITION BY s.ck ORDER BY m.month ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+
+CREATE OR REPLACE TEMP TABLE cohort_matrix AS
+SELECT s.cohort_month, m.month, count(*) AS customers, sum(m.revenue) AS revenue
+FROM customer_months_build m JOIN customer_state s USING (customer_id)
+GROUP BY ALL;
+
+CREATE OR REPLACE TEMP TABLE customer_months_missing AS
+SELECT month, min(missing) AS missing FROM customer_months_build WHERE missing IS NOT NULL GROUP BY ALL;
+
+DROP TABLE customer_months_build
+
+-- name: course_history
+-- requires: customer_state
+-- builds: course_keys, customer_courses, course_pair_months
+--
+-- customer_courses: each course a customer bought, with when they first bought it (numbers for
+--   customer and course, for compactness; course_keys names the courses).
+-- course_pair_months: pairs of courses bought by one customer, counted in the local month the
+--   pair formed (the later of the two first purchases).
+CREATE OR REPLACE TEMP TABLE course_keys AS
+SELECT CAST(row_number() OVER (ORDER BY product_id) AS SMALLINT) AS pk, product_id
+FROM products WHERE product_type = 'course';
+
+CREATE OR REPLACE TEMP TABLE customer_courses AS
+SELECT s.ck, k.pk, min(t.created_at) AS first_bought_at
+FROM filtered_transactions t
+JOIN course_keys k ON k.product_id = t.product_id
+JOIN customer_state s ON s.customer_id = t.customer_id
+WHERE is_successful(t.status)
+GROUP BY ALL
+ORDER BY first_bought_at;
+
+CREATE OR REPLACE TEMP TABLE course_pair_months AS
+SELECT a.pk AS course_a, b.pk AS course_b,
+       CAST(date_trunc('month', timezone(getvariable('tz'), greatest(a.first_bought_at, b.first_bought_at))) AS DATE) AS month,
+       count(*) AS customers
+FROM customer_courses a JOIN customer_courses b ON a.ck = b.ck AND a.pk < b.pk
+WHERE a.ck IN (SELECT ck FROM customer_courses GROUP BY ck HAVING count(*) > 1)
 GROUP BY ALL
 
--- name: mrr_deltas
--- Each event's change of its subscription's MRR (the MRR after it minus the MRR after the
--- subscription's previous event). A customer's MRR at an instant is the sum of the deltas of
--- the events strictly before it, so the MRR of every customer at a few instants is one scan.
--- requires: mrr_events
-CREATE OR REPLACE TEMP TABLE mrr_deltas AS
-SELECT customer_id, subscription_id, effective_ts, mrr,
-       mrr - coalesce(lag(mrr) OVER (PARTITION BY subscription_id ORDER BY effective_ts, created_at, event_id), 0) AS delta
-FROM mrr_events
+-- name: claim_history
+-- builds: history_refunds, history_disputes
+--
+-- Every succeeded refund and every dispute whose payment passes the filters, with the payment's
+-- columns that breakdowns need, in the reporting currency, in time order (a period reads a
+-- range of them).
+CREATE OR REPLACE TEMP TABLE claim_payments AS
+SELECT transaction_id, provider, payment_method, country_code, product_id, plan_type, risk_score,
+       fraud_indicators
+FROM filtered_transactions
+WHERE transaction_id IN (SELECT transaction_id FROM refunds WHERE status = 'succeeded'
+                         UNION SELECT transaction_id FROM disputes);
 
--- name: customer_courses
--- Each course a customer bought, with when they first bought it (all history; scopes cut it at
--- their period end).
-CREATE OR REPLACE TEMP TABLE customer_courses AS
-SELECT t.customer_id, t.product_id, min(t.created_at) AS first_bought_at
-FROM filtered_transactions t JOIN products p ON p.product_id = t.product_id AND p.product_type = 'course'
-WHERE is_successful(t.status)
+CREATE OR REPLACE TEMP TABLE history_refunds AS
+SELECT
+    r.*, t.provider, t.payment_method, t.country_code, t.product_id, t.plan_type,
+    r.amount_minor / s.scale
+        * CASE WHEN r.currency = getvariable('rc') THEN 1.0 ELSE f.factor END AS amount_rc,
+    r.currency <> getvariable('rc') AND f.factor IS NULL AS missing_rate
+FROM refunds r
+JOIN claim_payments t USING (transaction_id)
+JOIN currency_scale s ON s.currency = r.currency
+LEFT JOIN fx_factor f ON f.currency = r.currency AND f.rate_date = CAST(r.created_at AS DATE)
+WHERE r.status = 'succeeded'
+ORDER BY r.created_at;
+
+CREATE OR REPLACE TEMP TABLE history_disputes AS
+SELECT
+    d.*, t.provider, t.payment_method, t.country_code, t.product_id, t.plan_type, t.risk_score,
+    t.fraud_indicators,
+    d.amount_minor / s.scale
+        * CASE WHEN d.currency = getvariable('rc') THEN 1.0 ELSE f.factor END AS amount_rc,
+    d.currency <> getvariable('rc') AND f.factor IS NULL AS missing_rate
+FROM disputes d
+JOIN claim_payments t USING (transaction_id)
+JOIN currency_scale s ON s.currency = d.currency
+LEFT JOIN fx_factor f ON f.currency = d.currency AND f.rate_date = CAST(d.created_at AS DATE)
+ORDER BY d.created_at;
+
+DROP TABLE claim_payments
+
+-- name: fee_buckets
+-- Fees (of payments that pass the filters) summed per 15-minute UTC bucket, local day and
+-- provider, with the first UTC day and currency of a fee without a rate. Every period bound
+-- (a local midnight) falls on a 15-minute boundary in every zone in use, so a period is a range of
+-- buckets; _scope.scoped_fees reads fees directly for bounds that do not (a real-time window).
+CREATE OR REPLACE TEMP TABLE fee_buckets AS
+WITH matching AS (
+    SELECT provider, created_at, amount_minor, currency FROM fees WHERE NOT getvariable('filters_active')
+    UNION ALL
+    SELECT provider, created_at, amount_minor, currency FROM fees
+    WHERE getvariable('filters_active')
+      AND transaction_id IN (SELECT transaction_id FROM filtered_transactions)
+)
+SELECT
+    time_bucket(INTERVAL 15 MINUTE, e.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+    CAST(timezone(getvariable('tz'), e.created_at) AS DATE) AS day,
+    e.provider,
+    sum(e.amount_minor / s.scale
+        * CASE WHEN e.currency = getvariable('rc') THEN 1.0 ELSE f.factor END) AS amount_rc,
+    min(struct_pack(d := CAST(e.created_at AS DATE), c := e.currency))
+        FILTER (WHERE e.currency <> getvariable('rc') AND f.factor IS NULL) AS missing
+FROM matching e
+JOIN currency_scale s ON s.currency = e.currency
+LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = CAST(e.created_at AS DATE)
+GROUP BY ALL
+ORDER BY bucket
+
+-- name: retry_outcomes
+-- keyed by: nothing
+-- Dunning: per original payment, whether a retry (attempt_number > 1, any time, any filter) was
+-- paid and how many retries there were.
+CREATE OR REPLACE TEMP TABLE retry_outcomes AS
+SELECT original_transaction_id, bool_or(is_successful(status)) AS recovered, count(*) AS retry_attempts
+FROM transactions
+WHERE attempt_number > 1 AND original_transaction_id IS NOT NULL
 GROUP BY ALL

@@ -36,25 +36,6 @@ LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = CAST(t.create
 WHERE t.created_month BETWEEN getvariable('p_start_month') AND getvariable('p_end_month')
   AND t.created_at >= getvariable('p_start') AND t.created_at < getvariable('p_end')
 
--- name: claim_transactions
--- The payments behind the period's refunds and disputes (and behind its fees when a filter is
--- on), with the columns breakdowns need: one scan of transactions per scope, shared by the three.
-CREATE OR REPLACE TEMP TABLE claim_transactions AS
-SELECT transaction_id, provider, payment_method, country_code, product_id, plan_type, risk_score,
-       fraud_indicators
-FROM filtered_transactions
-WHERE transaction_id IN (
-    SELECT transaction_id FROM refunds
-    WHERE created_at >= getvariable('p_start') AND created_at < getvariable('p_end')
-    UNION
-    SELECT transaction_id FROM disputes
-    WHERE created_at >= getvariable('p_start') AND created_at < getvariable('p_end')
-    UNION
-    SELECT transaction_id FROM fees
-    WHERE getvariable('filters_active')
-      AND created_at >= getvariable('p_start') AND created_at < getvariable('p_end')
-)
-
 -- name: alert_transactions
 -- Under filters, the payments of the window's fraud alerts that match them (empty, and no scan,
 -- without filters: alert counts then need no payment at all).
@@ -65,70 +46,63 @@ WHERE getvariable('filters_active')
                          WHERE created_at >= getvariable('p_start') AND created_at < getvariable('p_end'))
 
 -- name: scoped_refunds
--- requires: claim_transactions
+-- Refunds issued in the period (status succeeded) whose payment passes the filters.
+-- requires: history_refunds
 CREATE OR REPLACE TEMP TABLE scoped_refunds AS
-SELECT
-    r.*, t.provider, t.payment_method, t.country_code, t.product_id, t.plan_type,
-    r.amount_minor / s.scale
-        * CASE WHEN r.currency = getvariable('rc') THEN 1.0 ELSE f.factor END AS amount_rc,
-    r.currency <> getvariable('rc') AND f.factor IS NULL AS missing_rate
-FROM refunds r
-JOIN claim_transactions t USING (transaction_id)
-JOIN currency_scale s ON s.currency = r.currency
-LEFT JOIN fx_factor f ON f.currency = r.currency AND f.rate_date = CAST(r.created_at AS DATE)
-WHERE r.status = 'succeeded'
-  AND r.created_at >= getvariable('p_start') AND r.created_at < getvariable('p_end')
+SELECT * FROM history_refunds
+WHERE created_at >= getvariable('p_start') AND created_at < getvariable('p_end')
 
 -- name: scoped_disputes
--- requires: claim_transactions
+-- Disputes opened in the period whose payment passes the filters.
+-- requires: history_disputes
 CREATE OR REPLACE TEMP TABLE scoped_disputes AS
-SELECT
-    d.*, t.provider, t.payment_method, t.country_code, t.product_id, t.plan_type, t.risk_score,
-    t.fraud_indicators,
-    d.amount_minor / s.scale
-        * CASE WHEN d.currency = getvariable('rc') THEN 1.0 ELSE f.factor END AS amount_rc,
-    d.currency <> getvariable('rc') AND f.factor IS NULL AS missing_rate
-FROM disputes d
-JOIN claim_transactions t USING (transaction_id)
-JOIN currency_scale s ON s.currency = d.currency
-LEFT JOIN fx_factor f ON f.currency = d.currency AND f.rate_date = CAST(d.created_at AS DATE)
-WHERE d.created_at >= getvariable('p_start') AND d.created_at < getvariable('p_end')
+SELECT * FROM history_disputes
+WHERE created_at >= getvariable('p_start') AND created_at < getvariable('p_end')
 
 -- name: scoped_fees
--- Fees carry their provider; the payment is only needed to apply filters.
--- requires: claim_transactions
+-- Fees charged in the period (of payments that pass the filters) per local day and provider:
+-- from the history's 15-minute buckets when the period's bounds fall on bucket boundaries
+-- (p_fee_buckets, set by the session), otherwise from the fees themselves.
+-- requires: fee_buckets
 CREATE OR REPLACE TEMP TABLE scoped_fees AS
-SELECT
-    e.*,
-    e.amount_minor / s.scale
-        * CASE WHEN e.currency = getvariable('rc') THEN 1.0 ELSE f.factor END AS amount_rc,
-    e.currency <> getvariable('rc') AND f.factor IS NULL AS missing_rate
-FROM fees e
-JOIN currency_scale s ON s.currency = e.currency
-LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = CAST(e.created_at AS DATE)
-WHERE e.created_at >= getvariable('p_start') AND e.created_at < getvariable('p_end')
-  AND (NOT getvariable('filters_active')
-       OR e.transaction_id IN (SELECT transaction_id FROM claim_transactions))
+WITH rows AS (
+    SELECT day, provider, amount_rc, missing
+    FROM fee_buckets
+    WHERE getvariable('p_fee_buckets')
+      AND bucket >= getvariable('p_start') AND bucket < getvariable('p_end')
+    UNION ALL
+    SELECT CAST(timezone(getvariable('tz'), e.created_at) AS DATE), e.provider,
+           e.amount_minor / s.scale * CASE WHEN e.currency = getvariable('rc') THEN 1.0 ELSE f.factor END,
+           CASE WHEN e.currency <> getvariable('rc') AND f.factor IS NULL
+                THEN struct_pack(d := CAST(e.created_at AS DATE), c := e.currency) END
+    FROM fees e
+    JOIN currency_scale s ON s.currency = e.currency
+    LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = CAST(e.created_at AS DATE)
+    WHERE NOT getvariable('p_fee_buckets')
+      AND e.created_at >= getvariable('p_start') AND e.created_at < getvariable('p_end')
+      AND (NOT getvariable('filters_active')
+           OR e.transaction_id IN (SELECT transaction_id FROM filtered_transactions))
+)
+SELECT day, provider, sum(amount_rc) AS amount_rc,
+       bool_or(missing IS NOT NULL) AS missing_rate,
+       min(missing).c AS missing_currency, min(missing).d AS missing_day
+FROM rows
+GROUP BY ALL
 
--- name: customer_months_asof
--- customer_months as of the period end: whole months before the end's month from the cached
--- history, plus the part of the end's month up to the period end, computed exactly.
--- requires: customer_months
-CREATE OR REPLACE TEMP TABLE customer_months_asof AS
-SELECT customer_id, month, payments, revenue, first_at, last_at,
-       unconverted_at IS NOT NULL AS missing_rate, unconverted_currency AS currency,
-       unconverted_at AS created_at
-FROM customer_months WHERE month < getvariable('p_cut_date')
-UNION ALL
+-- name: customer_tail
+-- Successful payments from the start of the period end's local month (p_cut) to the period end,
+-- per customer: the part of the last month that the history's whole months do not cover (empty
+-- when the period ends on a month boundary).
+CREATE OR REPLACE TEMP TABLE customer_tail AS
 SELECT
     t.customer_id,
-    CAST(date_trunc('month', timezone(getvariable('tz'), t.created_at)) AS DATE) AS month,
-    count(*), sum(t.amount_minor / s.scale
-        * CASE WHEN t.currency = getvariable('rc') THEN 1.0 ELSE f.factor END),
-    min(t.created_at), max(t.created_at),
-    bool_or(t.currency <> getvariable('rc') AND f.factor IS NULL),
-    any_value(t.currency) FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL),
-    min(t.created_at) FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL)
+    count(*) AS payments,
+    sum(t.amount_minor / s.scale
+        * CASE WHEN t.currency = getvariable('rc') THEN 1.0 ELSE f.factor END) AS revenue,
+    min(t.created_at) AS first_at,
+    max(t.created_at) AS last_at,
+    min(struct_pack(d := CAST(t.created_at AS DATE), c := t.currency))
+        FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS missing
 FROM filtered_transactions t
 JOIN currency_scale s ON s.currency = t.currency
 LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = CAST(t.created_at AS DATE)
@@ -137,13 +111,42 @@ WHERE is_successful(t.status)
   AND t.created_at >= getvariable('p_cut') AND t.created_at < getvariable('p_end')
 GROUP BY ALL
 
+-- name: customer_history_missing
+-- The first payment without a rate among all successful payments up to the period end (whole
+-- months before p_cut from the history, the rest from customer_tail): customer measures that
+-- look at history are an error when one exists.
+-- requires: customer_months_missing, customer_tail
+CREATE OR REPLACE TEMP TABLE customer_history_missing AS
+WITH m AS (
+    SELECT missing FROM customer_months_missing WHERE month < getvariable('p_cut_date')
+    UNION ALL
+    SELECT missing FROM customer_tail WHERE missing IS NOT NULL
+)
+SELECT true AS missing_rate, min(missing).c AS missing_currency, min(missing).d AS missing_day
+FROM m HAVING count(*) > 0
+
 -- name: customer_firsts
--- requires: customer_months_asof
+-- Each customer who paid before the period end, as of the period end: first and last successful
+-- payment, number of payments and revenue. Whole months before p_cut come from the history's
+-- timeline (one row per customer: their last month before the cut), the rest from customer_tail.
+-- requires: customer_history_missing, customer_timeline, customer_tail, customer_state
 CREATE OR REPLACE TEMP TABLE customer_firsts AS
-SELECT customer_id, min(first_at) AS first_at, max(last_at) AS last_at, min(month) AS cohort_month,
-       sum(payments) AS payments, sum(revenue) AS revenue
-FROM customer_months_asof
-GROUP BY ALL
+WITH at_cut AS (
+    SELECT ck, first_at, last_at, payments, revenue
+    FROM customer_timeline
+    WHERE month < getvariable('p_cut_date')
+      AND (next_month IS NULL OR next_month >= getvariable('p_cut_date'))
+),
+tail AS (
+    SELECT s.ck, s.first_at, t.last_at, t.payments, t.revenue
+    FROM customer_tail t JOIN customer_state s USING (customer_id)
+)
+SELECT ck,
+       coalesce(c.first_at, t.first_at) AS first_at,
+       coalesce(t.last_at, c.last_at) AS last_at,
+       coalesce(c.payments, 0) + coalesce(t.payments, 0) AS payments,
+       CASE WHEN t.ck IS NULL THEN c.revenue WHEN c.ck IS NULL THEN t.revenue ELSE c.revenue + t.revenue END AS revenue
+FROM at_cut c FULL JOIN tail t USING (ck)
 
 -- name: customer_rfm
 -- RFM as of the period end. Scores are quintiles by value: the 4 cut points are computed once,
@@ -152,7 +155,7 @@ GROUP BY ALL
 -- requires: customer_firsts
 CREATE OR REPLACE TEMP TABLE customer_rfm AS
 WITH base AS (
-    SELECT customer_id,
+    SELECT ck,
            date_diff('day', last_at, getvariable('p_end')) AS recency_days,
            payments AS frequency,
            revenue AS monetary

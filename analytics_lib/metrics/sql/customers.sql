@@ -15,16 +15,41 @@
 --                      cohort's revenue in it relative to its first month (revenue retention)
 
 -- name: summary
--- requires: customer_firsts
-WITH paying AS (SELECT DISTINCT customer_id FROM payments WHERE is_success)
+-- A customer's first successful payment ever (customer_state.first_at) is new in the period exactly
+-- when it lies in the period: such a payment is one of the period's payments, so the customer is
+-- paying in it. History up to the period end: whole months before p_cut from cohort_matrix, the
+-- rest from customer_tail.
+-- requires: customer_history_missing, customer_state, cohort_matrix, customer_tail
+WITH paying AS (
+    SELECT count(DISTINCT customer_id) AS customers, sum(amount_rc) AS revenue FROM payments WHERE is_success
+),
+fresh AS (
+    SELECT count(*) AS customers FROM customer_state
+    WHERE first_at >= getvariable('p_start') AND first_at < getvariable('p_end')
+),
+history AS (
+    SELECT sum(revenue) AS revenue, coalesce(sum(customers) FILTER (WHERE month = cohort_month), 0) AS customers
+    FROM cohort_matrix WHERE month < getvariable('p_cut_date')
+),
+tail AS (
+    SELECT (SELECT sum(revenue) FROM customer_tail) AS revenue,
+           (SELECT count(*) FROM customer_state
+            WHERE first_at >= getvariable('p_cut') AND first_at < getvariable('p_end')) AS customers
+),
+ever AS (
+    SELECT CASE WHEN h.revenue IS NULL THEN t.revenue WHEN t.revenue IS NULL THEN h.revenue
+                ELSE h.revenue + t.revenue END AS revenue,
+           CAST(h.customers + t.customers AS BIGINT) AS customers
+    FROM history h, tail t
+)
 SELECT
-    count(*) AS total_customers,
-    count(*) FILTER (WHERE f.first_at >= getvariable('p_start')) AS new_customers,
-    count(*) FILTER (WHERE f.first_at < getvariable('p_start')) AS returning_customers,
-    (SELECT sum(amount_rc) FROM payments WHERE is_success) / nullif(count(*), 0) AS arpu,
-    (SELECT sum(revenue) / nullif(count(*), 0) FROM customer_firsts) AS historical_clv,
-    (SELECT count(*) FROM customer_firsts) AS customers_ever
-FROM paying JOIN customer_firsts f USING (customer_id)
+    p.customers AS total_customers,
+    f.customers AS new_customers,
+    p.customers - f.customers AS returning_customers,
+    p.revenue / nullif(p.customers, 0) AS arpu,
+    e.revenue / nullif(e.customers, 0) AS historical_clv,
+    e.customers AS customers_ever
+FROM paying p, fresh f, ever e
 
 -- name: marketing_spend
 -- spend in the period, converted at the spend day's rate; filters: country and campaign
@@ -46,7 +71,7 @@ SELECT coalesce(sum(spend_rc), 0) AS marketing_spend,
 FROM spend
 
 -- name: spend_by_channel
--- requires: customer_firsts
+-- requires: customer_state
 WITH spend AS (
     SELECT m.channel, m.spend_minor / s.scale
                * CASE WHEN m.currency = getvariable('rc') THEN 1.0 ELSE f.factor END AS spend_rc
@@ -58,9 +83,9 @@ WITH spend AS (
       AND (len(getvariable('f_campaign')) = 0 OR list_contains(getvariable('f_campaign'), m.campaign_id))
 ),
 acquired AS (
-    SELECT coalesce(c.acquisition_channel, 'unknown') AS channel, count(*) AS new_customers
-    FROM customer_firsts f JOIN customers c USING (customer_id)
-    WHERE f.first_at >= getvariable('p_start') AND f.first_at < getvariable('p_end')
+    SELECT coalesce(acquisition_channel, 'unknown') AS channel, count(*) AS new_customers
+    FROM customer_state
+    WHERE first_at >= getvariable('p_start') AND first_at < getvariable('p_end')
     GROUP BY ALL
 )
 SELECT coalesce(s.channel, a.channel) AS channel,
@@ -72,9 +97,9 @@ FULL JOIN acquired a USING (channel)
 ORDER BY marketing_spend DESC, channel
 
 -- name: rfm
--- requires: customer_rfm
+-- requires: customer_rfm, customer_state
 -- one row per customer: recency, frequency, monetary, their 1-5 scores and the segment
-SELECT * FROM customer_rfm
+SELECT s.customer_id, r.* EXCLUDE (ck) FROM customer_rfm r JOIN customer_state s USING (ck)
 
 -- name: rfm_segments
 -- requires: customer_rfm
@@ -106,38 +131,56 @@ SELECT count(*) AS repeat_customers, median(gap_days) AS median_days, avg(gap_da
 FROM s
 
 -- name: course_pairs
--- courses bought by the same customer (up to the period end): the most frequent pairs
--- requires: customer_courses
-WITH all_bought AS (
-    SELECT customer_id, product_id FROM customer_courses WHERE first_bought_at < getvariable('p_end')
+-- courses bought by the same customer (up to the period end): the most frequent pairs. A pair
+-- counts from the later of its two first purchases: pairs formed in whole months before p_cut come
+-- from the history, the rest are formed from the courses of customers who bought one since p_cut.
+-- requires: course_pair_months, customer_courses, course_keys
+WITH recent AS (
+    SELECT DISTINCT ck FROM customer_courses
+    WHERE first_bought_at >= getvariable('p_cut') AND first_bought_at < getvariable('p_end')
 ),
-bought AS (  -- only customers with two courses or more can form a pair
-    SELECT * FROM all_bought
-    WHERE customer_id IN (SELECT customer_id FROM all_bought GROUP BY ALL HAVING count(*) > 1)
-)
-SELECT a.product_id AS course_a, b.product_id AS course_b, count(*) AS customers
-FROM bought a JOIN bought b ON a.customer_id = b.customer_id AND a.product_id < b.product_id
-GROUP BY ALL
+bought AS (
+    SELECT c.ck, c.pk, c.first_bought_at FROM customer_courses c
+    WHERE c.ck IN (SELECT ck FROM recent) AND c.first_bought_at < getvariable('p_end')
+),
+pairs AS (
+    SELECT course_a, course_b, customers FROM course_pair_months WHERE month < getvariable('p_cut_date')
+    UNION ALL
+    SELECT a.pk, b.pk, count(*)
+    FROM bought a JOIN bought b ON a.ck = b.ck AND a.pk < b.pk
+    WHERE greatest(a.first_bought_at, b.first_bought_at) >= getvariable('p_cut')
+    GROUP BY ALL
+),
+counted AS (SELECT course_a, course_b, CAST(sum(customers) AS BIGINT) AS customers FROM pairs GROUP BY ALL)
+SELECT ka.product_id AS course_a, kb.product_id AS course_b, c.customers
+FROM counted c JOIN course_keys ka ON ka.pk = c.course_a JOIN course_keys kb ON kb.pk = c.course_b
 ORDER BY customers DESC, course_a, course_b
 LIMIT 20
 
 -- name: cohorts
--- requires: customer_firsts
+-- Whole months before p_cut from the history's cohort matrix, the rest from customer_tail. Every
+-- customer of a cohort pays in its first month, so the cohort's size is its month-0 count.
+-- requires: customer_history_missing, cohort_matrix, customer_tail, customer_state
 WITH cm AS (
-    SELECT m.customer_id, f.cohort_month, m.month, m.revenue,
-           date_diff('month', f.cohort_month, m.month) AS months_since
-    FROM customer_months_asof m JOIN customer_firsts f USING (customer_id)
-    WHERE f.cohort_month >= CAST(date_trunc('month', getvariable('p_end_date') - INTERVAL 1 DAY) AS DATE)
-                            - to_months($cohort_months - 1)
+    SELECT cohort_month, month, customers, revenue FROM cohort_matrix
+    WHERE month < getvariable('p_cut_date')
+    UNION ALL
+    SELECT s.cohort_month, getvariable('p_cut_date'), count(*), sum(t.revenue)
+    FROM customer_tail t JOIN customer_state s USING (customer_id)
+    GROUP BY ALL
 ),
-sizes AS (SELECT cohort_month, count(DISTINCT customer_id) AS cohort_size,
+recent AS (
+    SELECT *, date_diff('month', cohort_month, month) AS months_since FROM cm
+    WHERE cohort_month >= CAST(date_trunc('month', getvariable('p_end_date') - INTERVAL 1 DAY) AS DATE)
+                          - to_months($cohort_months - 1)
+),
+sizes AS (SELECT cohort_month, CAST(sum(customers) FILTER (WHERE months_since = 0) AS BIGINT) AS cohort_size,
                  sum(revenue) FILTER (WHERE months_since = 0) AS first_month_revenue
-          FROM cm GROUP BY ALL)
-SELECT cm.cohort_month, any_value(s.cohort_size) AS cohort_size, cm.months_since,
-       count(DISTINCT cm.customer_id) AS active_customers,
-       count(DISTINCT cm.customer_id) / any_value(s.cohort_size) AS customer_retention,
-       sum(cm.revenue) AS revenue,
-       sum(cm.revenue) / nullif(any_value(s.first_month_revenue), 0) AS revenue_retention
-FROM cm JOIN sizes s USING (cohort_month)
-GROUP BY cm.cohort_month, cm.months_since
-ORDER BY cm.cohort_month, cm.months_since
+          FROM recent GROUP BY ALL)
+SELECT r.cohort_month, s.cohort_size, r.months_since,
+       r.customers AS active_customers,
+       r.customers / s.cohort_size AS customer_retention,
+       r.revenue,
+       r.revenue / nullif(s.first_month_revenue, 0) AS revenue_retention
+FROM recent r JOIN sizes s USING (cohort_month)
+ORDER BY r.cohort_month, r.months_since

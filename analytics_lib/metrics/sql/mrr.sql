@@ -1,6 +1,6 @@
 -- Family: recurring revenue (MRR). Per customer, the MRR in force at an instant is the sum over
 -- their subscriptions of the MRR of the latest event strictly before that instant (see
--- _history.sql mrr_events: annual plans count 1/12, permanent discounts reduce it, trials and
+-- _history.sql mrr_history: annual plans count 1/12, permanent discounts reduce it, trials and
 -- cancelled/unpaid subscriptions count 0). Intervals come from the registered table mrr_bounds
 -- (interval_no 0 = the whole period; 1.. = its calendar months, or the period itself when it is
 -- shorter than a month).
@@ -24,91 +24,130 @@
 -- customer_churn_rate  customers paying at the start and not at the end / customers paying at the start
 
 -- name: movements
--- requires: mrr_deltas
-WITH points AS (SELECT b_start AS t FROM mrr_bounds UNION SELECT b_end FROM mrr_bounds),
-cust AS (
-    SELECT p.t, d.customer_id, round(sum(d.delta), 6) AS mrr
-    FROM points p JOIN mrr_deltas d ON d.effective_ts < p.t
-    GROUP BY ALL
+-- Per interval: the totals at its start and end (MRR, subscribers) come from the history's
+-- 15-minute buckets of changes plus the events of the last part-bucket; the customers with an
+-- event inside the interval are compared start to end and classified (everyone else is
+-- unchanged). Money is summed in integer millionths (exact) and shown in units. Intervals with
+-- the same bounds (a month and its only calendar month) are computed once.
+-- requires: mrr_customer_states, mrr_buckets
+WITH spans AS (
+    SELECT row_number() OVER () AS span, b_start, b_end FROM (SELECT DISTINCT b_start, b_end FROM mrr_bounds)
 ),
-first_paid AS (SELECT customer_id, min(effective_ts) AS first_paid_at FROM mrr_deltas WHERE mrr > 0 GROUP BY ALL),
-pairs AS (
-    -- everyone with an event before the interval's end has a row at its end (maybe 0 MRR);
-    -- everyone with one before its start also has a row there
-    SELECT b.interval_no, b.label, b.b_start, b.b_end, c1.customer_id,
-           coalesce(c0.mrr, 0) AS mrr_start, c1.mrr AS mrr_end
-    FROM mrr_bounds b
-    JOIN cust c1 ON c1.t = b.b_end
-    LEFT JOIN cust c0 ON c0.customer_id = c1.customer_id AND c0.t = b.b_start
-    UNION ALL  -- one empty row per interval, so an interval before any event still has a row
-    SELECT interval_no, label, b_start, b_end, NULL, 0, 0 FROM mrr_bounds WHERE EXISTS (SELECT 1 FROM mrr_deltas)
+points AS (
+    SELECT t, time_bucket(INTERVAL 15 MINUTE, t, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS t_bucket
+    FROM (SELECT b_start AS t FROM spans UNION SELECT b_end FROM spans)
 ),
-peaks AS (
-    SELECT b.interval_no, e.customer_id, max(e.mrr) AS peak
-    FROM mrr_bounds b JOIN mrr_deltas e ON e.effective_ts >= b.b_start AND e.effective_ts < b.b_end AND e.mrr > 0
+totals AS (
+    SELECT t, sum(mrr_micro) AS mrr_micro, sum(subscribers) AS subscribers, sum(paying_micro) AS paying_micro
+    FROM (
+        SELECT p.t, b.mrr_micro, b.subscribers, b.paying_micro
+        FROM points p JOIN mrr_buckets b ON b.bucket < p.t_bucket
+        UNION ALL
+        SELECT p.t, s.after_micro - s.before_micro,
+               CAST(s.after_micro > 0 AS INTEGER) - CAST(s.before_micro > 0 AS INTEGER),
+               greatest(s.after_micro, 0) - greatest(s.before_micro, 0)
+        FROM points p JOIN mrr_customer_states s ON s.effective_ts >= p.t_bucket AND s.effective_ts < p.t
+    )
+    GROUP BY t
+),
+inside AS (  -- events inside the interval
+    SELECT sp.span, s.ck, s.mrr, s.after_micro, s.before_micro, s.first_paid_at < sp.b_start AS paid_before,
+           s.prev_ts IS NULL OR s.prev_ts < sp.b_start AS first_inside,
+           s.next_ts IS NULL OR s.next_ts >= sp.b_end AS last_inside
+    FROM spans sp JOIN mrr_customer_states s
+      ON s.effective_ts >= sp.b_start AND s.effective_ts < sp.b_end
+),
+pairs AS (  -- each customer with an event inside: MRR before the first, after the last
+    SELECT span, ck,
+           any_value(before_micro) FILTER (WHERE first_inside) AS start_micro,
+           any_value(after_micro) FILTER (WHERE last_inside) AS end_micro,
+           any_value(paid_before) AS paid_before,
+           CAST(round(max(mrr) FILTER (WHERE mrr > 0) * 1000000) AS BIGINT) AS peak_micro
+    FROM inside
     GROUP BY ALL
 ),
 classified AS (
-    SELECT p.*, w.peak, fp.first_paid_at < p.b_start AS paid_before,
+    SELECT p.*,
         CASE
-            WHEN p.mrr_start = 0 AND p.mrr_end > 0 AND NOT coalesce(fp.first_paid_at < p.b_start, false) THEN 'new'
-            WHEN p.mrr_start = 0 AND p.mrr_end > 0 THEN 'reactivation'
-            WHEN p.mrr_start > 0 AND p.mrr_end = 0 THEN 'churn'
-            WHEN p.mrr_start > 0 AND p.mrr_end > p.mrr_start THEN 'expansion'
-            WHEN p.mrr_start > 0 AND p.mrr_end < p.mrr_start THEN 'contraction'
-            WHEN p.mrr_start = 0 AND p.mrr_end = 0 AND w.peak > 0 AND getvariable('mrr_same_interval') = 'count'
+            WHEN p.start_micro = 0 AND p.end_micro > 0 AND NOT coalesce(p.paid_before, false) THEN 'new'
+            WHEN p.start_micro = 0 AND p.end_micro > 0 THEN 'reactivation'
+            WHEN p.start_micro > 0 AND p.end_micro = 0 THEN 'churn'
+            WHEN p.start_micro > 0 AND p.end_micro > p.start_micro THEN 'expansion'
+            WHEN p.start_micro > 0 AND p.end_micro < p.start_micro THEN 'contraction'
+            WHEN p.start_micro = 0 AND p.end_micro = 0 AND p.peak_micro > 0 AND getvariable('mrr_same_interval') = 'count'
                 THEN 'in_and_out'
             ELSE 'unchanged'
         END AS movement
     FROM pairs p
-    LEFT JOIN first_paid fp USING (customer_id)
-    LEFT JOIN peaks w ON w.interval_no = p.interval_no AND w.customer_id = p.customer_id
+),
+moved AS (
+    SELECT
+        span,
+        coalesce(sum(end_micro) FILTER (WHERE movement = 'new'), 0)
+            + coalesce(sum(peak_micro) FILTER (WHERE movement = 'in_and_out' AND NOT coalesce(paid_before, false)), 0) AS new_micro,
+        coalesce(sum(end_micro - start_micro) FILTER (WHERE movement = 'expansion'), 0) AS expansion_micro,
+        coalesce(sum(start_micro - end_micro) FILTER (WHERE movement = 'contraction'), 0) AS contraction_micro,
+        coalesce(sum(start_micro) FILTER (WHERE movement = 'churn'), 0)
+            + coalesce(sum(peak_micro) FILTER (WHERE movement = 'in_and_out'), 0) AS churned_micro,
+        coalesce(sum(end_micro) FILTER (WHERE movement = 'reactivation'), 0)
+            + coalesce(sum(peak_micro) FILTER (WHERE movement = 'in_and_out' AND coalesce(paid_before, false)), 0) AS reactivation_micro,
+        count(*) FILTER (WHERE movement IN ('new', 'in_and_out') AND NOT coalesce(paid_before, false)) AS new_customers,
+        count(*) FILTER (WHERE movement = 'churn') AS churned_customers,
+        count(*) FILTER (WHERE movement = 'reactivation') AS reactivated_customers,
+        count(*) FILTER (WHERE movement = 'in_and_out') AS joined_and_left_customers,
+        -- customers paying at the start who had an event inside: their MRR at the start and end
+        coalesce(sum(start_micro) FILTER (WHERE start_micro > 0), 0) AS paying_start_micro,
+        coalesce(sum(end_micro) FILTER (WHERE start_micro > 0), 0) AS retained_end_micro,
+        coalesce(sum(least(end_micro, start_micro)) FILTER (WHERE start_micro > 0), 0) AS retained_capped_micro
+    FROM classified
+    GROUP BY ALL
 )
 SELECT
-    interval_no, label, b_start AS interval_start, b_end AS interval_end,
-    sum(mrr_start) AS mrr_start,
-    coalesce(sum(mrr_end) FILTER (WHERE movement = 'new'), 0)
-        + coalesce(sum(peak) FILTER (WHERE movement = 'in_and_out' AND NOT coalesce(paid_before, false)), 0) AS new_mrr,
-    coalesce(sum(mrr_end - mrr_start) FILTER (WHERE movement = 'expansion'), 0) AS expansion_mrr,
-    coalesce(sum(mrr_start - mrr_end) FILTER (WHERE movement = 'contraction'), 0) AS contraction_mrr,
-    coalesce(sum(mrr_start) FILTER (WHERE movement = 'churn'), 0)
-        + coalesce(sum(peak) FILTER (WHERE movement = 'in_and_out'), 0) AS churned_mrr,
-    coalesce(sum(mrr_end) FILTER (WHERE movement = 'reactivation'), 0)
-        + coalesce(sum(peak) FILTER (WHERE movement = 'in_and_out' AND coalesce(paid_before, false)), 0) AS reactivation_mrr,
-    sum(mrr_end) AS mrr_end,
-    count(*) FILTER (WHERE mrr_start > 0) AS subscribers_start,
-    count(*) FILTER (WHERE mrr_end > 0) AS subscribers_end,
-    count(*) FILTER (WHERE movement IN ('new', 'in_and_out') AND NOT coalesce(paid_before, false)) AS new_customers,
-    count(*) FILTER (WHERE movement = 'churn') AS churned_customers,
-    count(*) FILTER (WHERE movement = 'reactivation') AS reactivated_customers,
-    count(*) FILTER (WHERE movement = 'in_and_out') AS joined_and_left_customers,
-    sum(CASE WHEN mrr_start > 0 THEN mrr_end ELSE 0 END) AS retained_mrr_end,
-    sum(CASE WHEN mrr_start > 0 THEN least(mrr_end, mrr_start) ELSE 0 END) AS retained_mrr_capped
-FROM classified
-GROUP BY ALL
-ORDER BY interval_no
+    b.interval_no, b.label, b.b_start AS interval_start, b.b_end AS interval_end,
+    coalesce(t0.mrr_micro, 0) / 1000000 AS mrr_start,
+    coalesce(m.new_micro, 0) / 1000000 AS new_mrr,
+    coalesce(m.expansion_micro, 0) / 1000000 AS expansion_mrr,
+    coalesce(m.contraction_micro, 0) / 1000000 AS contraction_mrr,
+    coalesce(m.churned_micro, 0) / 1000000 AS churned_mrr,
+    coalesce(m.reactivation_micro, 0) / 1000000 AS reactivation_mrr,
+    coalesce(t1.mrr_micro, 0) / 1000000 AS mrr_end,
+    CAST(coalesce(t0.subscribers, 0) AS BIGINT) AS subscribers_start,
+    CAST(coalesce(t1.subscribers, 0) AS BIGINT) AS subscribers_end,
+    coalesce(m.new_customers, 0) AS new_customers,
+    coalesce(m.churned_customers, 0) AS churned_customers,
+    coalesce(m.reactivated_customers, 0) AS reactivated_customers,
+    coalesce(m.joined_and_left_customers, 0) AS joined_and_left_customers,
+    -- paying at the start without an event inside: unchanged, so their start MRR is their end MRR
+    (coalesce(t0.paying_micro, 0) - coalesce(m.paying_start_micro, 0) + coalesce(m.retained_end_micro, 0))
+        / 1000000 AS retained_mrr_end,
+    (coalesce(t0.paying_micro, 0) - coalesce(m.paying_start_micro, 0) + coalesce(m.retained_capped_micro, 0))
+        / 1000000 AS retained_mrr_capped
+FROM mrr_bounds b
+JOIN spans sp USING (b_start, b_end)
+LEFT JOIN moved m USING (span)
+LEFT JOIN totals t0 ON t0.t = b.b_start
+LEFT JOIN totals t1 ON t1.t = b.b_end
+WHERE EXISTS (SELECT 1 FROM mrr_customer_states)
+ORDER BY b.interval_no
 
 -- name: by_plan
--- MRR in force at the period end by plan (mrr_bounds interval 0 ends at the period end)
--- requires: mrr_events
-WITH subs AS (
-    SELECT DISTINCT e.subscription_id, b.b_end AS t
-    FROM mrr_events e CROSS JOIN (SELECT b_end FROM mrr_bounds WHERE interval_no = 0) b
-),
-state AS (
-    SELECT e.product_id, e.billing_interval_months, e.mrr, e.event_type
-    FROM subs s ASOF JOIN mrr_events e
-      ON e.subscription_id = s.subscription_id AND e.effective_ts < s.t
+-- MRR in force at the period end by plan (mrr_bounds interval 0 ends at the period end): each
+-- subscription's last event strictly before it
+-- requires: mrr_subscription_states
+WITH state AS (
+    SELECT s.product_id, s.billing_interval_months, s.mrr, s.trialing
+    FROM mrr_subscription_states s, (SELECT b_end AS t FROM mrr_bounds WHERE interval_no = 0) b
+    WHERE s.effective_ts < b.t AND (s.next_ts IS NULL OR s.next_ts >= b.t)
 )
 SELECT
     state.product_id,
     coalesce(any_value(p.name), state.product_id) AS plan_name,
     CASE any_value(state.billing_interval_months) WHEN 12 THEN 'annual' WHEN 1 THEN 'monthly' ELSE 'other' END AS plan_type,
     count(*) FILTER (WHERE mrr > 0) AS subscribers,
-    count(*) FILTER (WHERE event_type = 'trial_start') AS trialing,
+    count(*) FILTER (WHERE trialing) AS trialing,
     sum(mrr) AS mrr,
     sum(mrr) / nullif(sum(sum(mrr)) OVER (), 0) AS share_of_mrr
 FROM state LEFT JOIN products p USING (product_id)
 GROUP BY state.product_id
-HAVING count(*) FILTER (WHERE mrr > 0) > 0 OR count(*) FILTER (WHERE event_type = 'trial_start') > 0
+HAVING count(*) FILTER (WHERE mrr > 0) > 0 OR count(*) FILTER (WHERE trialing) > 0
 ORDER BY mrr DESC, product_id

@@ -108,8 +108,7 @@ r AS (SELECT CAST(timezone(getvariable('tz'), created_at) AS DATE) AS day, sum(a
 d AS (SELECT CAST(timezone(getvariable('tz'), created_at) AS DATE) AS day,
              sum(amount_rc) FILTER (WHERE status <> 'won') AS chargebacks
       FROM scoped_disputes GROUP BY ALL),
-f AS (SELECT CAST(timezone(getvariable('tz'), created_at) AS DATE) AS day, sum(amount_rc) AS fees
-      FROM scoped_fees GROUP BY ALL)
+f AS (SELECT day, sum(amount_rc) AS fees FROM scoped_fees GROUP BY ALL)
 SELECT days.day,
        coalesce(p.revenue, 0) AS revenue,
        coalesce(r.refunds, 0) AS refunds,
@@ -120,3 +119,20 @@ SELECT days.day,
        coalesce(p.successful, 0) AS successful
 FROM days LEFT JOIN p USING (day) LEFT JOIN r USING (day) LEFT JOIN d USING (day) LEFT JOIN f USING (day)
 ORDER BY days.day
+
+-- name: gross_between
+-- Gross revenue of another period ($start, $end: UTC instants; $start_month, $end_month: their
+-- UTC months, for partition pruning) under the current filters and reporting currency, without
+-- building that period's scope (growth vs previous period and last year). Like a scope, a
+-- payment of that period without a rate (any status) is an error: missing holds the first one.
+SELECT
+    coalesce(sum(t.amount_minor / s.scale
+        * CASE WHEN t.currency = getvariable('rc') THEN 1.0 ELSE f.factor END)
+        FILTER (WHERE is_successful(t.status)), 0) AS gross_revenue,
+    min(struct_pack(d := CAST(t.created_at AS DATE), c := t.currency))
+        FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS missing
+FROM filtered_transactions t
+JOIN currency_scale s ON s.currency = t.currency
+LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = CAST(t.created_at AS DATE)
+WHERE t.created_month BETWEEN $start_month AND $end_month
+  AND t.created_at >= $start AND t.created_at < $end

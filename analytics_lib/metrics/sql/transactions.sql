@@ -118,19 +118,12 @@ ORDER BY value
 
 -- name: dunning
 -- Failed first attempts of recurring charges created in the period, and whether a retry paid.
+-- requires: retry_outcomes
 WITH firsts AS (
     SELECT transaction_id
     FROM payments
     WHERE is_failed AND attempt_number = 1
       AND billing_reason IN ('subscription_create', 'subscription_cycle')
-),
-retries AS (
-    SELECT original_transaction_id,
-           bool_or(is_successful(status)) AS recovered,
-           count(*) AS retry_attempts
-    FROM transactions
-    WHERE attempt_number > 1 AND original_transaction_id IN (SELECT transaction_id FROM firsts)
-    GROUP BY ALL
 )
 SELECT
     count(*) AS failed_recurring_charges,
@@ -138,4 +131,4 @@ SELECT
     count(*) FILTER (WHERE r.recovered) AS recovered,
     count(*) FILTER (WHERE r.recovered) / nullif(count(*), 0) AS dunning_recovery_rate,
     coalesce(sum(r.retry_attempts), 0) AS retry_attempts
-FROM firsts f LEFT JOIN retries r ON r.original_transaction_id = f.transaction_id
+FROM firsts f LEFT JOIN retry_outcomes r ON r.original_transaction_id = f.transaction_id
