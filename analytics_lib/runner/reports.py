@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from analytics_lib.config import Settings, get_settings
 from analytics_lib.runner import parameters as prm
@@ -117,7 +118,14 @@ def _period_label(report: Report, params: Mapping[str, Any], settings: Settings,
     elif "period" not in report.parameters and "start" not in report.parameters:
         return "custom"
     tz = params.get("timezone") or settings.timezone
-    period = resolve_period(params.get("period"), params.get("start"), params.get("end"), tz, now)
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise prm.ParameterError(f"parameter 'timezone': unknown time zone {tz!r} (e.g. Europe/Istanbul, UTC)") from None
+    try:
+        period = resolve_period(params.get("period"), params.get("start"), params.get("end"), tz, now)
+    except ValueError as exc:  # PeriodError, ReportParameterError
+        raise prm.ParameterError(f"period: {exc}") from None
     return period.label.replace("..", "_to_")
 
 
@@ -142,6 +150,13 @@ def run_report(name: str, *, parameters_file: Path | None = None, assignments: S
         load_definition(params.get("definition"))  # a bad definition is refused before a kernel starts
     now = (now or datetime.now(UTC)).astimezone(UTC)
     label = _period_label(report, params, settings, now)
+    if params.get("filters"):
+        from analytics_lib.metrics import Filters
+
+        try:
+            Filters.of(params["filters"])
+        except ValueError as exc:
+            raise prm.ParameterError(f"parameter 'filters': {exc}") from None
     if as_of is None:
         # every table's version, -1 for a table that does not exist yet: a rerun must not see it
         as_of = Warehouse(settings.warehouse, settings).versions()
