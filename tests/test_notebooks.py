@@ -48,7 +48,9 @@ def fixture_warehouse(tmp_path_factory) -> Path:
     return root
 
 
-RUNNABLE = [p for p in NOTEBOOKS if "dashboards" not in p.parts]
+# report notebooks run through the report runner in tests/test_reports.py (parameters, rendering);
+# dashboards run under Voila in the dashboard tests
+RUNNABLE = [p for p in NOTEBOOKS if "dashboards" not in p.parts and "reports" not in p.parts]
 
 
 @pytest.mark.slow
