@@ -435,6 +435,40 @@ _table(TableSpec(
     ),
 ))
 
+#: anomaly rules of analytics_lib.live.anomalies (docs/live.md)
+ANOMALY_ALERT_TYPES = (
+    "volume_spike", "volume_drop", "success_rate_drop", "unusual_country", "high_value_payment",
+    "fraud_score_spike",
+)
+
+_table(TableSpec(
+    name="anomaly_alerts",
+    grain="one row per anomaly: rule, subject and window (re-detections update the row)",
+    keys=("alert_id",),
+    partition_by=("alert_month",),
+    sort_by=("window_start",),
+    description=(
+        "Alerts of the live anomaly rules (analytics_lib.live.anomalies, docs/live.md), so reports "
+        "can count them. Detecting the same anomaly again updates its numbers and never adds a row; "
+        "detected_at keeps the first detection."
+    ),
+    columns=(
+        Column("alert_id", "string", "hash of alert type, subject and window (stable across re-detections)", False),
+        Column("alert_type", "string", "rule that fired", False, allowed=ANOMALY_ALERT_TYPES),
+        Column("severity", "string", "low, medium, high, critical", False, allowed=("low", "medium", "high", "critical")),
+        Column("value", "float64", "what the window showed, in `unit`", False),
+        Column("expected_value", "float64", "what history predicts for the window (the threshold for high_value_payment), in `unit`"),
+        Column("unit", "string", "payments, rate (0-1), share (0-1), or the ISO 4217 reporting currency", False),
+        Column("confidence", "float64", "1 - p-value of the rule's statistical test, 0-1", False, "probability"),
+        Column("subject", "string", "what the alert is about: all, provider:<name>, customer:<keyed hash>, transaction:<id>; never personal data", False),
+        Column("message", "string", "one plain sentence with the numbers", False),
+        Column("detected_at", "timestamp", "first detection (UTC)", False),
+        Column("window_start", "timestamp", "start of the window the rule looked at (UTC)", False),
+        Column("window_end", "timestamp", "end of that window (UTC, exclusive)", False),
+        Column("alert_month", "string", "YYYY-MM of window_start in UTC (partition column)", False),
+    ),
+))
+
 _table(TableSpec(
     name="ingest_rejects",
     grain="one row per rejected input row (same file, line and reason are stored once)",
@@ -480,7 +514,7 @@ _table(TableSpec(
 WRITE_ORDER: tuple[str, ...] = (
     "fx_rates", "products", "customers", "subscriptions", "subscription_events", "transactions",
     "fees", "refunds", "disputes", "marketing_spend", "checkout_events", "user_activity",
-    "support_tickets", "fraud_alerts", "ingest_rejects", "ingest_batches",
+    "support_tickets", "fraud_alerts", "anomaly_alerts", "ingest_rejects", "ingest_batches",
 )
 assert set(WRITE_ORDER) == set(TABLES), "WRITE_ORDER must list every table"
 
