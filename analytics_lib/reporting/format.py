@@ -41,7 +41,7 @@ def column_kind(name: str) -> str | None:
         return "multiple"
     if low.endswith(("p_value", "pvalue")):  # a probability, shown as it is
         return None
-    if (low.endswith(("rate", "share", "ratio")) or "_rate" in low or "share_of" in low
+    if (low.endswith(("rate", "share", "ratio", "conversion", "drop_off")) or "_rate" in low or "share_of" in low
             or "growth" in low or "retention" in low or "percent" in low or low.endswith("_pct")):
         return "percent"
     if "_per_" in low and _is_money(low.split("_per_", 1)[1]):
