@@ -436,6 +436,34 @@ def _churn_row(**overrides):
     return SimpleNamespace(**row)
 
 
+@pytest.mark.parametrize("name", ["payment_failure", "fraud"])
+def test_batch_scores_match_the_predictions(name: str, trained: dict, warehouse: Warehouse,
+                                            registry: Registry) -> None:
+    """The vectorised batch path gives every attempt of a window the probability that the
+    per-attempt predictions give it, without building a Prediction per row."""
+    model = models.get(name)
+    loaded = model.load(registry)
+    start, end = END - timedelta(days=30), END + timedelta(days=1)
+    with warehouse.snapshot() as snap:
+        scores = model.score(loaded, snap, start, end)
+        where = "" if name == "payment_failure" else "AND billing_reason IN ('purchase', 'subscription_create')"
+        expected = snap.scalar(f"SELECT count(*) FROM transactions WHERE created_at >= $1 AND created_at < $2 {where}",
+                               [day_start(start), day_start(end)])
+        sample = scores.sort_values("probability", ascending=False).head(5)["transaction_id"].tolist()
+        sample += scores["transaction_id"].sample(15, random_state=0).tolist()
+        predictions = model.predict(loaded, snap, ids=sample)
+    assert len(scores) == expected > 100
+    assert scores["transaction_id"].is_unique and scores["created_at"].is_monotonic_increasing
+    assert scores["probability"].between(0, 1).all()
+    by_id = scores.set_index("transaction_id")
+    for p in predictions:
+        assert p.probability == pytest.approx(by_id.loc[p.entity_id, "probability"], abs=1e-12)
+        assert p.risk_level == by_id.loc[p.entity_id, "risk_level"]
+        if name == "fraud":
+            assert p.details["risk_score"] == by_id.loc[p.entity_id, "risk_score"]
+            assert p.details["decision"] == by_id.loc[p.entity_id, "decision"]
+
+
 def test_platform_churn_rules_fire_above_their_thresholds() -> None:
     quiet = churn_risk_factors(_churn_row(payment_failure_rate_90d=0.10, days_since_last_activity=30.0,
                                           support_tickets_90d=3), [])

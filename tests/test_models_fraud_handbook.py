@@ -28,7 +28,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from analytics_lib.config import PROJECT_ROOT
-from analytics_lib.models.fraud import FraudScorer, card_precision_top_k
+from analytics_lib.models.fraud import FRAUD_HGB, FraudScorer, card_precision_top_k
 
 pytestmark = pytest.mark.shared_data
 
@@ -115,7 +115,7 @@ def handbook() -> dict:
     for name, features in (("handbook features", HANDBOOK_FEATURES),
                            ("handbook + project features", HANDBOOK_FEATURES + PROJECT_FEATURES)):
         fit_started = time.perf_counter()
-        scorer = FraudScorer(features, [], features, hgb_params={"max_leaf_nodes": 15, "learning_rate": 0.05})
+        scorer = FraudScorer(features, [], features, hgb_params=FRAUD_HGB)
         scorer.fit(train, train["TX_FRAUD"].to_numpy(), ~stack, stack)
         p_sup, z = scorer.components(test)
         p = scorer.combine(p_sup, z)

@@ -104,6 +104,13 @@ def risk_level(probability: float, thresholds: tuple[float, float, float] = (0.3
     return "low"
 
 
+def risk_levels(probability: np.ndarray, thresholds: tuple[float, float, float] = (0.3, 0.6, 0.8)) -> np.ndarray:
+    """:func:`risk_level` of every probability at once."""
+    p = np.asarray(probability, dtype=float)
+    low, medium, high = thresholds
+    return np.select([p >= high, p >= medium, p >= low], ["critical", "high", "medium"], "low").astype(object)
+
+
 def confidence_from_margin(probability: float) -> float:
     """How far from a coin flip a probability is, 0.5-1.0 (the platform's prediction confidence)."""
     return float(0.5 + abs(probability - 0.5))

@@ -36,6 +36,16 @@ FROM transactions
 WHERE created_at >= $start AND created_at < $end
   AND status NOT IN ('pending', 'canceled')
 
+-- name: candidates_attempts
+-- Every attempt created in [$start, $end), whatever its status (batch scoring of new attempts).
+CREATE OR REPLACE TEMP TABLE failure_candidates AS
+SELECT transaction_id AS candidate_id, transaction_id, customer_id, subscription_id, created_at,
+       created_at AS history_at, amount_minor, currency, status, payment_method, provider,
+       card_brand, card_country, card_age_days, card_expiry_month, attempt_number, billing_reason,
+       plan_type, country_code, ip_country, device_class
+FROM transactions
+WHERE created_at >= $start AND created_at < $end
+
 -- name: candidates_ids
 -- The attempts named in $ids (any status; the outcome is not used to score them).
 CREATE OR REPLACE TEMP TABLE failure_candidates AS
