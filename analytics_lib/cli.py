@@ -538,5 +538,7 @@ def runs_command(obj: _Context, name: str | None, limit: int, fmt: str) -> None:
         click.echo(f"{r.run_id}  {r.report:24} {r.period_label:24} {r.status:9} {took}  {r.error or ''}")
 
 
+from analytics_lib.scheduling.cli import schedule  # noqa: E402, I001 - `schedule` commands live in scheduling
+main.add_command(schedule)
 if __name__ == "__main__":  # pragma: no cover
     main()
