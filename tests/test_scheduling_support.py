@@ -9,6 +9,8 @@ import json
 import socket
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -53,6 +55,8 @@ class SmtpRecorder:
     stall_seconds: float = 5.0
     messages: list[Received] = field(default_factory=list)
     calls: int = 0
+    port: int = 0
+    env: dict[str, str] = field(default_factory=dict)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
         self.calls += 1
@@ -76,9 +80,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def smtp_server(monkeypatch: pytest.MonkeyPatch):
-    """A real SMTP server on 127.0.0.1, stopped after the test; PAYMENT_ANALYTICS_SMTP_* point at it."""
+@contextmanager
+def running_smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpRecorder]:
+    """A real SMTP server on 127.0.0.1, stopped on exit; PAYMENT_ANALYTICS_SMTP_* point at it.
+    Test modules wrap it in a fixture: ``with running_smtp_server(monkeypatch) as server: yield server``."""
     from aiosmtpd.controller import Controller
 
     recorder = SmtpRecorder()
@@ -88,8 +93,8 @@ def smtp_server(monkeypatch: pytest.MonkeyPatch):
     env = smtp_env(port)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    recorder.port = port  # type: ignore[attr-defined]
-    recorder.env = env  # type: ignore[attr-defined]
+    recorder.port = port
+    recorder.env = env
     try:
         yield recorder
     finally:

@@ -18,16 +18,23 @@ from typing import Any
 import click
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are bad input or a bad environment, not bugs (imported only when one occurs)."""
+    from analytics_lib.config import ConfigError
+    from analytics_lib.runner.runs import RunError
+
+    # ScheduleConfigError and CronError are ValueErrors
+    return (ConfigError, RunError, ValueError, KeyError, OSError)
+
+
 def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from analytics_lib.config import ConfigError
-        from analytics_lib.runner.runs import RunError
-
         try:
             return func(*args, **kwargs)
-        except (ConfigError, RunError, ValueError, KeyError, OSError) as exc:
-            # ScheduleConfigError and CronError are ValueErrors
+        except Exception as exc:  # noqa: BLE001 - expected errors become one line, others propagate
+            if not isinstance(exc, _expected_errors()):
+                raise
             root = click.get_current_context().find_root().obj
             if root is not None and getattr(root, "debug", False):
                 raise

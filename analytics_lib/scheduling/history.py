@@ -102,6 +102,11 @@ class History:
         self.path = Path(path)
         self._ready = False
 
+    @property
+    def exists(self) -> bool:
+        """False until the first run is recorded (reading never creates the database)."""
+        return self.path.is_file()
+
     @contextmanager
     def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,22 +183,30 @@ class History:
         if status:
             where.append("status = ?")
             args.append(status)
+        if not self.exists:
+            return []
         sql = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC LIMIT ?"
         with self._connect() as con:
             return [HistoryRow.from_sql(r) for r in con.execute(sql, (*args, int(limit)))]
 
     def last(self, job: str, include_skipped: bool = False) -> HistoryRow | None:
+        if not self.exists:
+            return None
         sql = "SELECT * FROM runs WHERE job = ?" + ("" if include_skipped else " AND status != 'skipped'")
         with self._connect() as con:
             row = con.execute(sql + " ORDER BY id DESC LIMIT 1", (job,)).fetchone()
         return None if row is None else HistoryRow.from_sql(row)
 
     def running(self, job: str) -> list[HistoryRow]:
+        if not self.exists:
+            return []
         with self._connect() as con:
             rows = con.execute("SELECT * FROM runs WHERE job = ? AND status = 'running' ORDER BY id", (job,))
             return [HistoryRow.from_sql(r) for r in rows]
 
     def interrupted_count(self, job: str, fire_time: datetime) -> int:
+        if not self.exists:
+            return 0
         with self._connect() as con:
             row = con.execute("SELECT COUNT(*) AS n FROM runs WHERE job = ? AND fire_time = ? AND status = 'interrupted'",
                               (job, _iso(fire_time))).fetchone()
@@ -201,6 +214,8 @@ class History:
 
     # -- cursors --------------------------------------------------------------------------------
     def cursor(self, job: str) -> datetime | None:
+        if not self.exists:
+            return None
         with self._connect() as con:
             row = con.execute("SELECT last_fire FROM cursors WHERE job = ?", (job,)).fetchone()
         return None if row is None else datetime.fromisoformat(row["last_fire"])

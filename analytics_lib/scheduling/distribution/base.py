@@ -8,12 +8,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from analytics_lib.runner.runs import RunRecord
+if TYPE_CHECKING:  # the runner (and nbformat) load only when a report is distributed
+    from analytics_lib.runner.runs import RunRecord
 
 ENV_REPORTS_URL = "PAYMENT_ANALYTICS_REPORTS_URL"
 

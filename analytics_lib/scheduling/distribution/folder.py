@@ -24,7 +24,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics_lib.config import get_settings
-from analytics_lib.runner.runs import safe_segment
 from analytics_lib.scheduling.distribution.base import (
     DeliveryError,
     FailureNotice,
@@ -64,6 +63,8 @@ class FolderTarget(Target):
         return path if path.is_absolute() else settings.project_root / path
 
     def deliver(self, delivery: ReportDelivery) -> dict[str, Any]:
+        from analytics_lib.runner.runs import safe_segment
+
         record = delivery.record
         folder = (self.root(delivery.outputs) / safe_segment(record.report, "report")
                   / safe_segment(record.period_label, "period"))
