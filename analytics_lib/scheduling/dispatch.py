@@ -198,7 +198,8 @@ class Dispatcher:
         duration = time.monotonic() - started
         self.history.finish(row, status, attempts=attempts, duration_s=duration, error=error, detail=detail)
         if status in FAILED_STATUSES:
-            self.warn(f"{job.name}: {status.replace('_', ' ')} after {attempts} attempt(s): {error}")
+            self.warn(f"{job.name}: report not delivered: {error}" if status == "delivery_failed"
+                      else f"{job.name}: {status} after {attempts} attempt(s): {error}")
             self._notify(job, status, error or status, row, fire, attempts, {**self.history.get(row).detail})
         else:
             self.say(f"{job.name}: succeeded in {duration:.1f} s" + self._summary(detail))

@@ -105,6 +105,10 @@ def send(message: EmailMessage, recipients: list[str], smtp: SmtpSettings) -> di
         raise DeliveryError(f"SMTP server {smtp.host}: {exc} (check {PREFIX}SECURITY)", retryable=False) from None
     except TimeoutError:
         raise DeliveryError(f"SMTP server {smtp.host}:{smtp.port} timed out after {smtp.timeout:g} s") from None
+    except smtplib.SMTPServerDisconnected as exc:
+        if "timed out" in str(exc):  # smtplib turns a read timeout into a disconnect
+            raise DeliveryError(f"SMTP server {smtp.host}:{smtp.port} timed out after {smtp.timeout:g} s") from None
+        raise DeliveryError(f"SMTP server {smtp.host}:{smtp.port} closed the connection: {exc}") from None
     except (smtplib.SMTPException, OSError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise DeliveryError(f"SMTP server {smtp.host}:{smtp.port}: {reason}") from None
