@@ -540,5 +540,7 @@ def runs_command(obj: _Context, name: str | None, limit: int, fmt: str) -> None:
 
 from analytics_lib.scheduling.cli import schedule  # noqa: E402, I001 - `schedule` commands live in scheduling
 main.add_command(schedule)
+from analytics_lib.dashboards.cli import dashboards  # noqa: E402 - registered last, like the other groups
+main.add_command(dashboards)
 if __name__ == "__main__":  # pragma: no cover
     main()
