@@ -485,6 +485,20 @@ def test_platform_churn_rules_fire_above_their_thresholds() -> None:
     assert [a.strategy for a in retention_strategies(0.5, model_driven)] == ["payment_optimization"]
 
 
+def test_support_ticket_rule_fires_on_the_demo_data(warehouse: Warehouse) -> None:
+    """The demo data has a tail of heavy ticket writers, so the platform's "more than 3 support
+    tickets" rule fires for real subscribers, and those subscribers do churn more."""
+    model = ChurnModel()
+    with warehouse.snapshot() as snap:
+        split = model.default_split(snap)
+        frame = model.features(snap, training_reference_dates(split, 30))
+    heavy = frame["support_tickets_90d"] > 3
+    assert heavy.sum() >= 10, frame["support_tickets_90d"].value_counts()
+    assert frame.loc[heavy, "churned"].mean() > 2 * frame.loc[~heavy, "churned"].mean()
+    fired = [churn_risk_factors(row, []) for row in frame[heavy].head(5).itertuples(index=False)]
+    assert all("high_support_tickets" in {f.factor for f in factors} for factors in fired)
+
+
 def test_estimated_churn_date_follows_the_probability() -> None:
     as_of = date(2025, 7, 1)
     assert estimated_churn_date(0.5, as_of, 30) == as_of + timedelta(days=30)

@@ -15,7 +15,8 @@ The data is built to carry signal for the reports and models that use it by defa
   and fraud; failed renewals go through dunning (retries), unrecovered ones cancel the
   subscription;
 * voluntary churn rises with payment failures, support tickets and low engagement, and
-  engagement (``user_activity``) drops the month before a cancellation;
+  engagement (``user_activity``) drops the month before a cancellation; customers with a failed
+  payment or on their way out write in again and again (a tail of heavy ticket writers);
 * fraud (card testing bursts, stolen-card buyers) produces risk scores and rule hits that
   correlate with later fraudulent chargebacks and confirmed alerts, imperfectly.
 
@@ -420,6 +421,13 @@ TICKET_BASE_RATE = 0.018  # per customer-month with access
 TICKET_AFTER_FAILURE = 0.22
 TICKET_BEFORE_CHURN = 0.06
 TICKET_LOW_ENGAGEMENT = 0.03
+#: further tickets in the same month from a customer who wrote in (geometric, this mean): more
+#: after a failed payment and before a cancellation, so "more than 3 tickets in 90 days" is rare
+#: (under 1 % of subscribers at a time) and a real churn signal
+TICKET_FOLLOW_UP_BASE = 0.25
+TICKET_FOLLOW_UP_AFTER_FAILURE = 1.2
+TICKET_FOLLOW_UP_BEFORE_CHURN = 1.8
+TICKET_FOLLOW_UP_SAME_CATEGORY = 0.7
 TICKET_CATEGORIES = ("billing", "technical", "content", "account", "refund_request")
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 TICKET_RESOLUTION_MEDIAN_HOURS = (48.0, 24.0, 8.0, 2.0)  # by priority
@@ -2562,9 +2570,22 @@ class _Simulation:
         t_lo = np.where(hi[tc] > lo[tc], lo[tc], ms)
         t_hi = np.where(hi[tc] > lo[tc], hi[tc], me)
         t_t = t_lo + (rng.random(len(tc)) * (t_hi - t_lo)).astype(np.int64)
-        self._tickets.append({"cust": tc, "t": t_t, "category": _choice_rows(rng, cat_w)})
+        category = _choice_rows(rng, cat_w)
+        # follow-ups: an unresolved payment problem, or a customer on the way out, writes again
+        # (a geometric number of further tickets later in the month: the long tail of heavy
+        # ticket writers, whose count feeds next month's churn hazard through ticket_score)
+        fu = self._rng("ticket_follow_ups", mi)
+        mean = (TICKET_FOLLOW_UP_BASE + TICKET_FOLLOW_UP_AFTER_FAILURE * failed[tc]
+                + TICKET_FOLLOW_UP_BEFORE_CHURN * intent[tc])
+        first = np.repeat(np.arange(len(tc)), fu.geometric(1.0 / (1.0 + mean)) - 1)
+        t_f = t_t[first] + (fu.random(len(first)) * (t_hi[first] - t_t[first])).astype(np.int64)
+        cat_f = np.where(fu.random(len(first)) < TICKET_FOLLOW_UP_SAME_CATEGORY, category[first],
+                         _choice_rows(fu, cat_w[first]))
+        written = np.concatenate([tc, tc[first]])
+        self._tickets.append({"cust": written, "t": np.concatenate([t_t, t_f]),
+                              "category": np.concatenate([category, cat_f])})
         self._emit_tickets(rng)
-        counts = np.bincount(tc, minlength=n)
+        counts = np.bincount(written, minlength=n)
         self.ticket_score[:n] = 0.5 * self.ticket_score[:n] + counts
         self.fail_score[:n] = 0.6 * self.fail_score[:n] + self.failed_this_month[:n]
         # engagement drifts; people on their way out disengage
