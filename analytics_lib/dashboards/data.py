@@ -265,6 +265,8 @@ def _forecast(daily: pd.DataFrame, ctx: LoadContext, key: tuple) -> tuple[pd.Dat
     frame = frame[frame["day"].dt.date < today]
     if len(frame) < FORECAST_MIN_DAYS:
         result: Any = f"The forecast needs at least {FORECAST_MIN_DAYS} days of history: choose a longer date range."
+    elif not (frame["revenue"] > 0).any():
+        result = "No revenue in this range to forecast from."
     else:
         series = pd.Series(frame["revenue"].to_numpy(float), index=pd.DatetimeIndex(frame["day"], name="ds")).asfreq("D", fill_value=0.0)
         fc = forecast_series(series, FORECAST_HORIZON_DAYS, "D", models=FORECAST_MODELS, components=False)
@@ -323,7 +325,10 @@ def load_finance(session: MetricSession, state: FilterState, ctx: LoadContext) -
         summary.update(mrr=mrr.summary.get("mrr"), net_new_mrr=mrr.summary.get("net_new_mrr"))
     if ctx.wants("forecast"):
         key = (state.metric_filters(), currency, state.start, state.end, ctx.now.strftime("%Y-%m-%dT%H"))
-        result = _forecast(rev.tables["daily"], ctx, key)
+        try:
+            result = _forecast(rev.tables["daily"], ctx, key)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot fit must not hide the other widgets
+            result = f"The forecast is not available for these filters: {short_error(exc)}."
         if isinstance(result, str):
             panels["forecast"] = Panel("Revenue forecast", figure=charts.empty("Revenue forecast", "Not enough history"),
                                        note=result)

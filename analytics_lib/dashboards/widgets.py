@@ -204,7 +204,7 @@ class Dashboard:
         self.interval.observe(self._on_interval, names="value")
         self.live.observe(self._on_live, names="value")
         self.refresh_button.on_click(lambda _: self.refresher.request(force=True))
-        self.filters = w.HBox(controls, layout=w.Layout(flex_flow="row wrap", gap="4px"))
+        self.filters = w.HBox(controls, layout=w.Layout(flex_flow="row wrap"))
         self.status = w.HTML()
         self.message = w.HTML()
         # the clock: ticks while a browser shows the page (started when a view appears)
@@ -214,7 +214,7 @@ class Dashboard:
         self.clock_widget.observe(self._on_views, names="_view_count")
         self.clock_widget.observe(self._on_clock_interval, names="interval")
         toolbar = w.HBox([self.live, self.interval, self.refresh_button, self.clock_widget],
-                         layout=w.Layout(flex_flow="row wrap", gap="4px", align_items="center"))
+                         layout=w.Layout(flex_flow="row wrap", align_items="center"))
         self.tiles = {wid: Tile(wid, wid.replace("_", " ").capitalize()) for wid in self.widgets}
         wide = [t.box for wid, t in self.tiles.items() if self._is_wide(wid)]
         grid = [t.box for wid, t in self.tiles.items() if not self._is_wide(wid)]
@@ -231,7 +231,7 @@ class Dashboard:
             self.export_link = w.HTML()
             self.export_button.on_click(lambda _: self.request_export(self.export_format.value))
             parts.append(w.HBox([self.export_format, self.export_button, self.export_link],
-                                layout=w.Layout(align_items="center", gap="6px", margin="12px 0 0 0")))
+                                layout=w.Layout(align_items="center", margin="12px 0 0 0")))
         self.root = w.VBox(parts, layout=w.Layout(width="100%"))
         self.root.add_class("pa-dashboard")
         self._export_lock = threading.Lock()
