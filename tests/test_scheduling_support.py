@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +191,56 @@ def fake_run(outputs: Path, report: str = "weekly_business", period: str = "2026
     if mark_good:
         mark_latest(outputs, record)
     return record
+
+
+# -- reading a report e-mail back ------------------------------------------------------------------
+
+
+class KpiCells(HTMLParser):
+    """The KPI table of a report e-mail: data-kpi -> the text of its value cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, str] = {}
+        self._row: str | None = None
+        self._in_value = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and "data-kpi" in attrs:
+            self._row = attrs["data-kpi"]
+        if tag == "td" and attrs.get("class") == "kpi-value" and self._row:
+            self._in_value = True
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._in_value = False
+        if tag == "tr":
+            self._row = None
+
+    def handle_data(self, data):
+        if self._in_value and self._row:
+            self.values[self._row] = self.values.get(self._row, "") + data
+
+
+def number_in(text: str) -> tuple[float, int]:
+    """The number a formatted KPI shows, and its decimal places: '$12,346' -> (12346.0, 0)."""
+    match = re.search(r"-?[\d,]+(?:\.(\d+))?", text)
+    assert match, text
+    return float(match.group(0).replace(",", "")), len(match.group(1) or "")
+
+
+def assert_mail_numbers_match_summary(html: str, summary: dict) -> None:
+    """Every headline KPI in the mail reads back to the number in summary.json (to its shown precision)."""
+    cells = KpiCells()
+    cells.feed(html)
+    kpis = summary["kpis"]
+    expected = [k for k in ("gross_revenue", "net_revenue", "mrr", "transactions", "success_rate", "customers")
+                if kpis.get(k) is not None]
+    assert set(expected) <= set(cells.values), cells.values
+    for key, text in cells.values.items():
+        value, places = number_in(text)
+        true = kpis[key] * (100 if text.strip().endswith("%") else 1)
+        assert abs(value - true) <= 0.5 * 10 ** -places + 1e-9, (key, text, kpis[key])
+        if key in ("gross_revenue", "net_revenue", "mrr"):
+            assert text.startswith("$"), text

@@ -13,9 +13,14 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from analytics_lib.config import Settings
+    from analytics_lib.scheduling.config import SchedulingConfig
+    from analytics_lib.scheduling.dispatch import Dispatcher
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -44,7 +49,7 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _settings(ctx: click.Context):  # type: ignore[no-untyped-def]
+def _settings(ctx: click.Context) -> Settings:
     from analytics_lib.config import get_settings
 
     settings = get_settings()
@@ -53,14 +58,14 @@ def _settings(ctx: click.Context):  # type: ignore[no-untyped-def]
     return settings.with_warehouse(location) if location else settings
 
 
-def _config(ctx: click.Context):  # type: ignore[no-untyped-def]
+def _config(ctx: click.Context) -> SchedulingConfig:
     from analytics_lib.scheduling.config import load_config
 
     schedules, audiences = ctx.meta.get("schedule_files", (None, None))
     return load_config(schedules, audiences, _settings(ctx))
 
 
-def _dispatcher(ctx: click.Context, config: Any, quiet: bool = False):  # type: ignore[no-untyped-def]
+def _dispatcher(ctx: click.Context, config: SchedulingConfig, quiet: bool = False) -> Dispatcher:
     from analytics_lib.scheduling.dispatch import Dispatcher
 
     return Dispatcher(config, say=(lambda m: None) if quiet else click.echo,
@@ -107,7 +112,8 @@ def list_command(ctx: click.Context, now_text: str | None, fmt: str) -> None:
     config = _config(ctx)
     now = parse_now(now_text, config.settings.timezone) or datetime.now(UTC)
     history = History(StateDir.for_settings(config.settings).history_path)
-    items = []
+    items: list[dict[str, Any]] = []
+    table: list[str] = []
     for job in config.jobs.values():
         nxt = job.schedule.next_after(now) if job.enabled else None
         last = history.last(job.name)
@@ -117,17 +123,16 @@ def list_command(ctx: click.Context, now_text: str | None, fmt: str) -> None:
                       "audience": job.audience, "on_failure": job.on_failure,
                       "last": None if last is None else {"status": last.status, "started_at": last.started_at.isoformat(),
                                                          "duration_s": last.duration_s, "error": last.error}})
+        next_text = "disabled" if nxt is None else job.schedule.local(nxt).strftime("%a %Y-%m-%d %H:%M %Z")
+        last_text = "never" if last is None else f"{last.status} {last.started_at:%Y-%m-%d %H:%M}"
+        table.append(f"{job.name:24} {job.describe():26} {job.schedule.expression:17} {next_text:27} {last_text:28} "
+                     f"{', '.join(job.audience) or '-'}")
     if fmt == "json":
         click.echo(json.dumps(items, indent=2))
         return
-    click.echo(f"{'JOB':24} {'WHAT':26} {'CRON':17} {'NEXT RUN':27} {'LAST':28} AUDIENCE")
-    for item, job in zip(items, config.jobs.values(), strict=True):
-        nxt = "disabled" if not job.enabled else job.schedule.local(job.schedule.next_after(now)).strftime(
-            "%a %Y-%m-%d %H:%M %Z")
-        last = item["last"]
-        last_text = "never" if last is None else f"{last['status']} {last['started_at'][:16].replace('T', ' ')}"
-        click.echo(f"{job.name:24} {job.describe():26} {job.schedule.expression:17} {nxt:27} {last_text:28} "
-                   f"{', '.join(job.audience) or '-'}")
+    click.echo(f"{'JOB':24} {'WHAT':26} {'CRON':17} {'NEXT RUN':27} {'LAST (UTC)':28} AUDIENCE")
+    for line in table:
+        click.echo(line)
 
 
 @schedule.command("run-due")

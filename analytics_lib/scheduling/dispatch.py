@@ -15,6 +15,7 @@ its retries, or skipped). A run cut short because the scheduler itself stopped i
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -360,7 +361,8 @@ class Dispatcher:
             for target_name, options in audience.targets.items():
                 target = get_target(target_name)(options)
                 delivery = ReportDelivery.from_run(job.name, name, record, self.settings.outputs)
-                ok, info, tries = self._retrying(job, f"{target_name} to {name}", lambda t=target, d=delivery: t.deliver(d))
+                ok, info, tries = self._retrying(job, f"{target_name} to {name}",
+                                                 functools.partial(target.deliver, delivery))
                 deliveries.append({"audience": name, "target": target_name, "status": "sent" if ok else "failed",
                                    "attempts": tries, **info})
                 if not ok:
@@ -389,7 +391,7 @@ class Dispatcher:
             for target_name, options in self.config.audiences[name].targets.items():
                 target = get_target(target_name)(options)
                 ok, info, tries = self._retrying(job, f"failure notice by {target_name} to {name}",
-                                                 lambda t=target: t.notify(notice),
+                                                 functools.partial(target.notify, notice),
                                                  attempts=min(job.retries, 2) + 1, backoff=min(job.retry_backoff, 30))
                 results.append({"audience": name, "target": target_name, "status": "sent" if ok else "failed",
                                 "attempts": tries, **info})

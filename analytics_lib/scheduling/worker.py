@@ -30,7 +30,8 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
 
 def settings_from_dict(doc: dict[str, Any]) -> Settings:
     known = {f.name for f in fields(Settings)}
-    values = {k: (Path(v) if k in ("project_root", "outputs") else v) for k, v in doc.items() if k in known}
+    values: dict[str, Any] = {k: (Path(v) if k in ("project_root", "outputs") else v)
+                              for k, v in doc.items() if k in known}
     return Settings(**values)
 
 

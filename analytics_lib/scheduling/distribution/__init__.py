@@ -29,7 +29,8 @@ def get_target(name: str) -> type[Target]:
     if name not in TARGETS:
         raise KeyError(f"unknown distribution target {name!r}; targets: {', '.join(TARGETS)}")
     module, cls = TARGETS[name].split(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    target: type[Target] = getattr(importlib.import_module(module), cls)
+    return target
 
 
 __all__ = ["TARGETS", "DeliveryError", "FailureNotice", "ReportDelivery", "Target", "get_target", "target_names"]

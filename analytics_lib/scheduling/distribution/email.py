@@ -45,7 +45,7 @@ class EmailOptions(BaseModel):
 
     to: list[Address] = Field(min_length=1)
     cc: list[Address] = Field(default_factory=list)
-    attach: list[Literal["pdf", "html"]] = Field(default_factory=lambda: ["pdf", "html"])
+    attach: list[Literal["pdf", "html"]] = Field(default_factory=lambda: ["pdf", "html"])  # type: ignore[arg-type]
     max_size_mb: float = Field(default=10, gt=0)
     subject_prefix: str = "[Payment analytics]"
 

@@ -121,9 +121,9 @@ def _html_body(delivery: ReportDelivery, attached: Sequence[str], omitted: Seque
     for ins in _insights(s):
         impact = str(ins.get("business_impact") or "").lower()
         colour = {"high": "#b42318", "medium": "#b54708"}.get(impact, "#475467")
-        value = ins.get("estimated_revenue")
+        estimated = ins.get("estimated_revenue")
         estimate = (f'<div style="font-size:13px;margin-top:4px">Estimated value: about '
-                    f'<strong>{html.escape(fmt.money(value, currency))}</strong> a month</div>') if value else ""
+                    f'<strong>{html.escape(fmt.money(estimated, currency))}</strong> a month</div>') if estimated else ""
         actions = [a for a in (ins.get("recommended_actions") or []) if isinstance(a, str)][:2]
         actions_html = ("<div style=\"font-size:13px;margin-top:4px\">Recommended: "
                         + "; ".join(_esc(a) for a in actions) + "</div>") if actions else ""

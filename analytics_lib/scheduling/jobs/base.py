@@ -37,7 +37,8 @@ class JobResult:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> JobResult:
-        return cls(**{k: doc.get(k) for k in ("status", "error", "permanent", "detail") if k in doc})
+        return cls(status=str(doc.get("status") or "failed"), error=doc.get("error"),
+                   permanent=bool(doc.get("permanent")), detail=dict(doc.get("detail") or {}))
 
 
 class NoOptions(BaseModel):
