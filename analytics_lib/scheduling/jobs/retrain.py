@@ -21,7 +21,7 @@ class RetrainOptions(BaseModel):
 
     #: model names (default: every registered model)
     models: list[str] = Field(default_factory=list)
-    #: model registry folder (default $PAYMENT_ANALYTICS_MODEL_REGISTRY or models_registry/)
+    #: model registry folder (default $PAYMENT_ANALYTICS_MODELS or models_registry/)
     registry: str | None = None
 
 
