@@ -117,6 +117,9 @@ class Dispatcher:
         return outcomes
 
     def run_if_due(self, job: Job, now: datetime) -> Outcome | None:
+        if not job.enabled:
+            self.say(f"{job.name}: disabled in {self.config.schedules_path.name}; not run")
+            return None
         lock = JobLock(self.state.locks, job.name)
         if not lock.acquire():
             self.say(f"{job.name}: already running ({lock.holder()}); not started again")
@@ -187,12 +190,20 @@ class Dispatcher:
         self.say(f"{job.name}: running {job.describe()} for {self._local(job, fire)} ({decision.trigger}"
                  + (f", {decision.missed} earlier fire time(s) folded in" if decision.missed else "") + ")")
         started = time.monotonic()
-        result, attempts = self._attempts(job, fire, row)
+        try:
+            result, attempts = self._attempts(job, fire, row)
+        except Exception as exc:  # noqa: BLE001 - the scheduler's own trouble (disk full, ...) is recorded too
+            logger.exception("%s: could not run", job.name)
+            result, attempts = JobResult("failed", f"the scheduler could not run the job: {one_line(exc)}"), 1
         status = "succeeded" if result.ok else ("interrupted" if self._stopping.is_set() else "failed")
         error = result.error
         detail: dict[str, Any] = dict(result.detail)
         if result.ok and job.kind == "report" and job.audience:
-            deliveries, delivery_error = self._deliver(job, result)
+            try:
+                deliveries, delivery_error = self._deliver(job, result)
+            except Exception as exc:  # noqa: BLE001 - e.g. the run folder vanished; recorded, not raised
+                logger.exception("%s: distribution failed", job.name)
+                deliveries, delivery_error = [], f"distribution failed: {one_line(exc)}"
             detail["deliveries"] = deliveries
             if delivery_error:
                 status, error = "delivery_failed", delivery_error
