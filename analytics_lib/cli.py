@@ -131,10 +131,18 @@ def demo_data(obj: _Context, customers: int, months: int, seed: int, end: Any,
 @click.option("--mapping", type=click.Path(path_type=Path), default=None,
               help="Column mapping YAML for the csv source.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--watch", is_flag=True, help="PATH is a folder: keep loading files dropped into it (docs/live.md).")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+              help="With --watch: seconds between scans of the folder.")
 @click.pass_obj
 @_friendly_errors
-def ingest(obj: _Context, path: Path | None, source: str | None, mapping: Path | None, fmt: str) -> None:
+def ingest(obj: _Context, path: Path | None, source: str | None, mapping: Path | None, fmt: str,
+           watch: bool, interval: float) -> None:
     """Load PATH into the warehouse through a source; every row is accounted for."""
+    if watch:  # live mode: analytics_lib.live.watch
+        from analytics_lib.live.cli import watch_folder_command
+
+        return watch_folder_command(obj, path, source, mapping, interval, fmt)
     from analytics_lib.warehouse.ingest import ingest as run_ingest
     from analytics_lib.warehouse.sources import source_names
 
@@ -542,5 +550,8 @@ from analytics_lib.scheduling.cli import schedule  # noqa: E402, I001 - `schedul
 main.add_command(schedule)
 from analytics_lib.dashboards.cli import dashboards  # noqa: E402 - registered last, like the other groups
 main.add_command(dashboards)
+from analytics_lib.live.cli import alerts_command, simulate_command  # noqa: E402 - live mode (docs/live.md)
+main.add_command(simulate_command)
+main.add_command(alerts_command)
 if __name__ == "__main__":  # pragma: no cover
     main()
