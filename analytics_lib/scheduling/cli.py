@@ -125,12 +125,12 @@ def list_command(ctx: click.Context, now_text: str | None, fmt: str) -> None:
                                                          "duration_s": last.duration_s, "error": last.error}})
         next_text = "disabled" if nxt is None else job.schedule.local(nxt).strftime("%a %Y-%m-%d %H:%M %Z")
         last_text = "never" if last is None else f"{last.status} {last.started_at:%Y-%m-%d %H:%M}"
-        table.append(f"{job.name:24} {job.describe():26} {job.schedule.expression:17} {next_text:27} {last_text:28} "
+        table.append(f"{job.name:24} {job.describe():26} {job.schedule.expression:17} {next_text:27} {last_text:34} "
                      f"{', '.join(job.audience) or '-'}")
     if fmt == "json":
         click.echo(json.dumps(items, indent=2))
         return
-    click.echo(f"{'JOB':24} {'WHAT':26} {'CRON':17} {'NEXT RUN':27} {'LAST (UTC)':28} AUDIENCE")
+    click.echo(f"{'JOB':24} {'WHAT':26} {'CRON':17} {'NEXT RUN':27} {'LAST (UTC)':34} AUDIENCE")
     for line in table:
         click.echo(line)
 
