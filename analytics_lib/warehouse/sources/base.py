@@ -261,7 +261,10 @@ def number(value: Any, field_name: str, low: float | None = None, high: float | 
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RowError(f"{field_name} must be a number, got {type(value).__name__}")
-    out = float(value)
+    try:
+        out = float(value)
+    except OverflowError:  # an integer beyond float range (JSON allows any number of digits)
+        raise RowError(f"{field_name} {str(value)[:20]}... ({len(str(value))} digits) is outside {low}..{high}") from None
     if not math.isfinite(out) or (low is not None and out < low) or (high is not None and out > high):
         raise RowError(f"{field_name} {value} is outside {low}..{high}")
     return out

@@ -211,6 +211,9 @@ class PlatformJsonSource(base.Source):
                 except RecursionError:
                     yield Reject(number, "malformed JSON: nested too deeply", text)
                     continue
+                except ValueError:  # an integer over Python's 4300-digit conversion limit
+                    yield Reject(number, "malformed JSON: a number with more than 4300 digits", text)
+                    continue
                 try:
                     record = parse_payment(obj)
                 except RowError as exc:
