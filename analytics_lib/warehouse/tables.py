@@ -86,6 +86,9 @@ class Warehouse:
         self.settings = settings
         self.location = settings.warehouse
         self.storage_options = settings.storage_options or None
+        if self.is_local and Path(self.location).exists() and not Path(self.location).is_dir():
+            # else reads see an empty warehouse and the first write fails with an OSError traceback
+            raise WarehouseError(f"warehouse location {self.location} is not a folder")
 
     # -- layout -------------------------------------------------------------------------
     @property
@@ -117,7 +120,7 @@ class Warehouse:
     def create(self, name: str) -> DeltaTable:
         spec = get_table(name)
         if self.is_local:
-            Path(self.location).mkdir(parents=True, exist_ok=True)
+            _make_folder(Path(self.location))
         try:
             return DeltaTable.create(
                 self.table_uri(name),
@@ -157,7 +160,7 @@ class Warehouse:
             yield
             return
         lock_dir = Path(self.location) / "_locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
+        _make_folder(lock_dir)
         with open(lock_dir / f"{name}.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -367,6 +370,13 @@ class Warehouse:
             rows.append({"table": name, "grain": spec.grain, "version": dt.version(),
                          "files": actions.num_rows, "rows": n})
         return rows
+
+
+def _make_folder(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission, read-only file system
+        raise WarehouseError(f"cannot create the warehouse folder {path}: {exc.strerror or exc}") from None
 
 
 def repr_ident(name: str) -> str:
