@@ -15,7 +15,6 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from analytics_lib.reporting import charts as report_charts
-from analytics_lib.reporting import format as fmt
 from analytics_lib.reporting.theme import PALETTE, register_plotly_template
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -25,9 +24,28 @@ PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
 
 
 def tile(fig: go.Figure, height: int = TILE_HEIGHT) -> go.Figure:
-    """A figure at the dashboard's tile height with tight margins."""
-    fig.update_layout(height=height, margin={"l": 48, "r": 16, "t": 44, "b": 36}, uirevision="keep")
+    """A figure at the dashboard's tile height: title on the first line, legend (if any) on the
+    second, tight margins; ``uirevision`` keeps a viewer's zoom across refreshes."""
+    legend = fig.layout.showlegend is not False and len(fig.data) > 1
+    fig.update_layout(height=height, margin={"l": 48, "r": 16, "t": 84 if legend else 44, "b": 36},
+                      title={"y": 0.985, "yanchor": "top", "yref": "container"},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+                      uirevision="keep")
     return fig
+
+
+def duration(ms: object) -> str:
+    """Milliseconds as people read them: 850 ms, 2.4 s, 12 min, 4.5 h."""
+    if ms is None or not isinstance(ms, (int, float)) or ms != ms:
+        return "–"
+    value = float(ms)
+    if value < 1000:
+        return f"{value:,.0f} ms"
+    if value < 60_000:
+        return f"{value / 1000:.1f} s"
+    if value < 3_600_000:
+        return f"{value / 60_000:.0f} min"
+    return f"{value / 3_600_000:.1f} h"
 
 
 def empty(title: str, text: str = "No data for these filters.") -> go.Figure:
@@ -65,23 +83,21 @@ def bars(frame: pd.DataFrame, label: str, value: str, title: str, kind: str = "n
     return tile(fig, max(TILE_HEIGHT, int(fig.layout.height or 0)))
 
 
-def grouped(frame: pd.DataFrame, label: str, values: Sequence[str], title: str, kind: str = "number",
+def latency(frame: pd.DataFrame, label: str, values: Sequence[str], title: str,
             names: Mapping[str, str] | None = None) -> go.Figure:
-    """Vertical bars side by side, one colour per value column (e.g. p50 and p95 latency)."""
+    """Latency percentiles side by side per ``label``, in seconds on a log axis: card payments
+    take milliseconds, bank transfers hours, and both must stay readable."""
+    frame = frame.dropna(subset=list(values), how="all") if frame is not None else frame
     if frame is None or frame.empty:
         return empty(title)
     register_plotly_template()
     fig = go.Figure()
     for i, column in enumerate(values):
-        text = [fmt.value(v, kind) for v in frame[column]]
-        fig.add_trace(go.Bar(x=frame[label].astype(str), y=frame[column], name=(names or {}).get(column, column),
-                             marker_color=PALETTE[i % len(PALETTE)], text=text, textposition="outside",
-                             cliponaxis=False))
-    fig.update_layout(title=title, barmode="group", hovermode="x unified")
-    if kind == "ms":
-        fig.update_layout(yaxis={"ticksuffix": " ms", "title": None})
-    elif kind == "percent":
-        fig.update_layout(yaxis={"tickformat": ".0%"})
+        fig.add_trace(go.Bar(x=frame[label].astype(str), y=frame[column] / 1000, name=(names or {}).get(column, column),
+                             marker_color=PALETTE[i % len(PALETTE)],
+                             hovertext=[duration(v) for v in frame[column]], hoverinfo="x+name+text"))
+    fig.update_layout(title=title, barmode="group", hovermode="x unified",
+                      yaxis={"type": "log", "title": {"text": "seconds (log scale)"}}, xaxis={"tickangle": -30})
     return tile(fig)
 
 
@@ -104,7 +120,9 @@ def matrix(frame: pd.DataFrame, rows: str, columns: str, value: str, title: str)
     if frame is None or frame.empty:
         return empty(title)
     pivot = frame.pivot_table(index=rows, columns=columns, values=value, aggfunc="mean")
-    return tile(report_charts.heatmap(pivot, title, kind="percent"))
+    fig = report_charts.heatmap(pivot, title, kind="percent")
+    fig.update_layout(xaxis={"side": "bottom", "tickangle": -20})
+    return tile(fig)
 
 
 def trend(daily: pd.DataFrame, x: str, ys: Sequence[str], title: str, currency: str,

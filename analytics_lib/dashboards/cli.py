@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 from analytics_lib.dashboards.catalogue import DASHBOARDS
+from analytics_lib.dashboards.roles import Roles
 
 
 def _warehouse() -> str | None:
@@ -20,7 +22,7 @@ def _warehouse() -> str | None:
     return getattr(root.obj, "warehouse_location", None) if root.obj is not None else None
 
 
-def _roles(roles_file: Path | None):  # type: ignore[no-untyped-def]
+def _roles(roles_file: Path | None) -> Roles:
     from analytics_lib.dashboards.roles import RoleError, load_roles
 
     try:
@@ -78,8 +80,7 @@ def serve_command(roles: tuple[str, ...], port_base: int, pool_size: int, cull_a
 def list_command(widgets: bool, port_base: int, roles_file: Path | None, fmt: str) -> None:
     """The roles, their dashboards, widgets, export rights, ports and token variables."""
     roles = _roles(roles_file)
-    names = roles.names()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, role in enumerate(roles):
         rows.append({
             "role": role.name, "description": role.description, "port": port_base + i,
@@ -103,5 +104,3 @@ def list_command(widgets: bool, port_base: int, roles_file: Path | None, fmt: st
         click.echo("")
         for name, spec in DASHBOARDS.items():
             click.echo(f"{name:11} {', '.join(spec.widgets)}  (refresh every {spec.refresh_seconds:g} s)")
-    if len(names) != len(set(names)):  # pragma: no cover - YAML keys are unique
-        raise click.ClickException("duplicate role names")

@@ -46,6 +46,8 @@ class Panel:
     figure: go.Figure | None = None
     table: pd.DataFrame | None = None
     note: str = ""
+    #: show the table under the chart too (by default a table is shown only without a chart)
+    table_below: bool = False
 
 
 @dataclass
@@ -371,15 +373,21 @@ def load_developer(session: MetricSession, state: FilterState, ctx: LoadContext)
             _kpi("authorization_rate", "Authorization rate", totals["authorization_rate"], "percent"),
             _kpi("provider_error_rate", "Provider errors", error_rate, "percent", note="of attempts"),
             _kpi("slowest_p95", "Slowest p95 latency",
-                 None if slowest.empty else slowest.iloc[0]["latency_p95_ms"], "ms",
-                 note="" if slowest.empty else str(slowest.iloc[0]["provider"])),
+                 charts.duration(None if slowest.empty else float(slowest.iloc[0]["latency_p95_ms"])), "text",
+                 note="" if slowest.empty else f"{slowest.iloc[0]['provider']} (all methods)"),
             _kpi("retries", "Retries", summary["retries"], "count"),
         ])
     if ctx.wants("latency"):
-        panels["latency"] = Panel("Latency percentiles", figure=charts.grouped(
-            providers, "provider", ["latency_p50_ms", "latency_p95_ms"], "Latency of successful payments", kind="ms",
-            names={"latency_p50_ms": "p50", "latency_p95_ms": "p95"}),
-            table=providers[["provider", "transactions", "latency_p50_ms", "latency_p95_ms"]])
+        pm = perf.tables["provider_methods"].assign(
+            route=lambda f: f["provider"] + " · " + f["payment_method"].str.replace("_", " "))
+        shown = providers[["provider", "transactions", "latency_p50_ms", "latency_p95_ms"]].assign(
+            latency_p50=lambda f: [charts.duration(v) for v in f["latency_p50_ms"]],
+            latency_p95=lambda f: [charts.duration(v) for v in f["latency_p95_ms"]],
+        )[["provider", "transactions", "latency_p50", "latency_p95"]]
+        panels["latency"] = Panel("Latency percentiles", figure=charts.latency(
+            pm, "route", ["latency_p50_ms", "latency_p95_ms"], "Latency of successful payments, by provider and method",
+            names={"latency_p50_ms": "p50", "latency_p95_ms": "p95"}), table=shown, table_below=True,
+            note="Processing latency of successful payments (created to completed): bank transfers settle in hours.")
     if ctx.wants("error_mix"):
         mix = perf.tables["error_mix"]
         panels["error_mix"] = Panel("Error mix", figure=charts.shares(

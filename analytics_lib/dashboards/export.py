@@ -70,7 +70,7 @@ def page_html(view: View) -> str:
             parts.append('<div class="pa-kpis">' + "".join(k.html(view.currency) for _, k in panel.kpis) + "</div>")
         if panel.figure is not None:
             parts.append(charts.figure_html(panel.figure, f"pa-chart-{i}"))
-        if panel.table is not None and panel.figure is None:
+        if panel.table is not None and (panel.figure is None or panel.table_below):
             parts.append(blocks.table_html(panel.table, currency=view.currency, max_rows=40))
         if panel.note:
             parts.append(f'<p class="pa-table-note">{html.escape(panel.note)}</p>')

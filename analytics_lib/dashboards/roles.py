@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,7 @@ class Roles:
             raise RoleError(f"unknown role {name!r}; roles in {self.path.name}: {', '.join(self.roles)}")
         return self.roles[name]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Role]:
         return iter(self.roles.values())
 
     def names(self) -> list[str]:

@@ -80,7 +80,7 @@ class CullingKernelManager(AsyncMappingKernelManager):
             self._unconnected.pop(kernel_id, None)
             await self.shutdown_kernel(kernel_id)
 
-    async def shutdown_kernel(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
+    async def shutdown_kernel(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         self._unconnected.pop(kernel_id, None)
         await super().shutdown_kernel(kernel_id, *args, **kwargs)
 

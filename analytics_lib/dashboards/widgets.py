@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 #: refresh intervals a viewer may pick (seconds); the dashboard's own default is added
 REFRESH_CHOICES = (2, 5, 10, 30, 60, 300, 600)
 ALL = "all"
+#: widget ids shown as full-width rows above the chart grid (KPI cards) and below it (alert tables)
+KPI_TILES = ("kpis", "revenue_overview", "kpi_grid", "net_revenue", "api_kpis")
+WIDE_TILES = ("fraud_alerts", "anomalies")
 
 
 @cache
@@ -102,7 +105,7 @@ class Tile:
                 self.chart.outputs = (output,)
                 self._digest = digest
             self.chart.layout.display = None
-        if panel.figure is None and (panel.table is not None or panel.note):
+        if (panel.figure is None or panel.table_below) and (panel.table is not None or panel.note):
             _set(self.table, table_html(panel, currency))
         elif panel.note:
             _set(self.table, f'<div class="pa-dash"><p class="pa-note">{html.escape(panel.note)}</p></div>')
@@ -216,12 +219,12 @@ class Dashboard:
         toolbar = w.HBox([self.live, self.interval, self.refresh_button, self.clock_widget],
                          layout=w.Layout(flex_flow="row wrap", align_items="center"))
         self.tiles = {wid: Tile(wid, wid.replace("_", " ").capitalize()) for wid in self.widgets}
-        wide = [t.box for wid, t in self.tiles.items() if self._is_wide(wid)]
-        grid = [t.box for wid, t in self.tiles.items() if not self._is_wide(wid)]
-        body: list[w.Widget] = list(wide[:1])  # the first KPI row leads
-        body.append(w.GridBox(grid, layout=w.Layout(grid_template_columns="repeat(auto-fit, minmax(420px, 1fr))",
-                                                    grid_gap="8px", width="100%")))
-        body += wide[1:]
+        # KPI rows lead, charts share a grid, long tables (alerts) follow at full width
+        top = [t.box for wid, t in self.tiles.items() if wid in KPI_TILES]
+        grid = [t.box for wid, t in self.tiles.items() if wid not in KPI_TILES and wid not in WIDE_TILES]
+        bottom = [t.box for wid, t in self.tiles.items() if wid in WIDE_TILES]
+        body: list[w.Widget] = [*top, w.GridBox(grid, layout=w.Layout(
+            grid_template_columns="repeat(auto-fit, minmax(420px, 1fr))", grid_gap="8px", width="100%")), *bottom]
         parts: list[w.Widget] = [self.header, self.filters, toolbar, self.status, self.message, *body]
         if self.export_formats:
             self.export_format = w.Dropdown(options=[(f.upper(), f) for f in self.export_formats],
@@ -235,10 +238,6 @@ class Dashboard:
         self.root = w.VBox(parts, layout=w.Layout(width="100%"))
         self.root.add_class("pa-dashboard")
         self._export_lock = threading.Lock()
-
-    def _is_wide(self, widget_id: str) -> bool:
-        return widget_id in ("kpis", "revenue_overview", "kpi_grid", "net_revenue", "api_kpis", "anomalies",
-                             "fraud_alerts")
 
     # -- showing ---------------------------------------------------------------------------------
     def show(self) -> None:
