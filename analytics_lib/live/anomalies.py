@@ -452,7 +452,7 @@ def _volume_alerts(ctx: _Context, counts: pd.DataFrame) -> list[dict[str, Any]]:
             message = (f"{observed:,} payments {ctx.span_text(span)}, {change} the {prediction.mean:,.1f} "
                        f"expected from {_weeks_text(ctx, span)} (confidence {_pct(1 - p_value)}).")
             out.append(_base_alert(ctx, alert_type, "all", span, severity=severity, value=float(observed),
-                                   expected_value=round(prediction.mean, 3), unit="payments",
+                                   expected_value=prediction.mean, unit="payments",
                                    confidence=1 - p_value, message=message))
     return out
 
@@ -592,7 +592,7 @@ def _country_alerts(ctx: _Context) -> list[dict[str, Any]]:
                    f"{options.country_lookback_days} days came from {usual}"
                    + (f"; risk score {risk:g}" if risk is not None else "") + ".")
         alert = _base_alert(ctx, "unusual_country", subject, span, severity=_country_severity(risk, options),
-                            value=float(row.payments), expected_value=round(float(row.payments) * p_new, 4),
+                            value=float(row.payments), expected_value=float(row.payments) * p_new,
                             unit="payments", confidence=1 - p_new, message=message)
         alert["alert_id"] = alert_id("unusual_country", subject, str(row.payment_country))
         out.append(alert)

@@ -4,10 +4,10 @@ Each test answers one question with a p-value: how surprising is what the live w
 given what the same window showed in earlier weeks? The rules in
 :mod:`analytics_lib.live.anomalies` turn the p-value into an alert (``confidence = 1 - p``).
 
-* :func:`count_test`: a count against a history of counts (volume spike or drop), by a negative
-  binomial predictive distribution: Poisson counts whose rate is estimated from the history
-  (Jeffreys prior, so a history of zeros still gives a proper prediction), widened to the
-  week-to-week variance when the history varies more than Poisson allows.
+* :func:`count_test`: a count against a history of counts (volume spike or drop): the more
+  cautious of a Poisson predictive (negative binomial, Jeffreys prior, so a history of zeros
+  still gives a proper prediction) and a log-scale Student-t predictive that adds the
+  week-to-week variance the history shows (see :class:`CountPrediction`).
 * :func:`proportion_test`: a share against a history of shares (success rate, high-risk share):
   a two-proportion z-test whose variance adds the between-week variance of the baseline shares
   (a DerSimonian-Laird random-effects estimate), so that ordinary week-to-week wobble of a mix
@@ -28,38 +28,82 @@ from scipy import stats
 
 #: Jeffreys prior shape for a Poisson rate: the prediction from k weeks of zeros is not zero.
 JEFFREYS_SHAPE = 0.5
+#: the log view needs counts large enough for log(count) to be near normal; below this expected
+#: count Poisson noise dominates any week-to-week wobble and the Poisson view alone is used
+LOG_VIEW_MIN_MEAN = 5.0
 
 
 @dataclass(frozen=True)
 class CountPrediction:
-    """Predictive distribution of a count: negative binomial with this mean and variance."""
+    """Predictive distribution of a count from earlier weeks' counts of the same window.
+
+    Two views, and a test takes the larger (more cautious) p-value of the two:
+
+    * Poisson: the count is Poisson with a rate known only through the history. With a Jeffreys
+      prior the predictive is negative binomial ``NB(n = sum + 1/2, p = k / (k + 1))``, mean
+      ``(sum + 1/2) / k``: exact for Poisson counts, proper even after weeks of zeros.
+    * Overdispersed: weeks differ by more than Poisson noise (a busy Monday, a campaign, a
+      trend). On the log scale the count's variance is the Poisson part ``1/mean`` plus a
+      between-week part ``tau2`` estimated from the history (sample variance of
+      ``log(count + 1/2)`` minus the Poisson part); the prediction is Student t with
+      Welch-Satterthwaite degrees of freedom, so an unsure ``tau2`` (eight weeks) gives heavy
+      tails. Used when the history does vary more than Poisson (``tau2 > 0``), from three weeks
+      of history and an expected count of :data:`LOG_VIEW_MIN_MEAN` (below it Poisson noise
+      dominates any wobble; and for Poisson counts the log view's tails are too heavy).
+
+    Calibration (tests/test_live_stats.py): under pure Poisson counts both tails are
+    conservative; when the weekly level wanders (gamma, CV 10-22 %) a test at level 0.01 fires
+    up to about 2 % of the time, because eight weeks estimate that wander roughly.
+    """
 
     mean: float
-    variance: float
     weeks: int
+    total: float
+    log_mean: float
+    log_var: float  # predictive variance of log(count + 1/2)
+    df: float
+    tau2: float = 0.0  # between-week variance of log counts beyond Poisson noise
 
     @property
     def n(self) -> float:
-        """scipy's ``n`` (number of successes) of the negative binomial."""
-        return self.mean**2 / (self.variance - self.mean)
+        """scipy's ``n`` of the Poisson view's negative binomial."""
+        return self.total + JEFFREYS_SHAPE
 
     @property
     def p(self) -> float:
-        return self.mean / self.variance
+        return self.weeks / (self.weeks + 1.0)
+
+    @property
+    def variance(self) -> float:
+        """Variance of the Poisson view: ``mean * (1 + 1/k)``."""
+        return self.mean * (1.0 + 1.0 / self.weeks)
+
+    @property
+    def uses_log_view(self) -> bool:
+        return self.weeks >= 3 and self.mean >= LOG_VIEW_MIN_MEAN and self.tau2 > 0
+
+    def _t(self, observed: int) -> float:
+        return (math.log(observed + 0.5) - self.log_mean) / math.sqrt(self.log_var)
 
     def upper_p_value(self, observed: int) -> float:
-        """P(X >= observed)."""
+        """P(X >= observed): the larger of the two views' tails."""
         if observed <= 0:
             return 1.0
-        return float(stats.nbinom.sf(observed - 1, self.n, self.p))
+        p = float(stats.nbinom.sf(observed - 1, self.n, self.p))
+        if self.uses_log_view:
+            p = max(p, float(stats.t.sf(self._t(observed), self.df)))
+        return p
 
     def lower_p_value(self, observed: int) -> float:
-        """P(X <= observed)."""
-        return float(stats.nbinom.cdf(observed, self.n, self.p))
+        """P(X <= observed): the larger of the two views' tails."""
+        p = float(stats.nbinom.cdf(observed, self.n, self.p))
+        if self.uses_log_view:
+            p = max(p, float(stats.t.cdf(self._t(observed), self.df)))
+        return p
 
 
 def predict_count(history: Sequence[int]) -> CountPrediction:
-    """The predictive distribution of next week's count from earlier weeks' counts.
+    """The predictive distribution of this week's count from earlier weeks' counts.
 
     Parameters
     ----------
@@ -69,25 +113,28 @@ def predict_count(history: Sequence[int]) -> CountPrediction:
     Returns
     -------
     CountPrediction
-        Mean ``(sum + 1/2) / k`` (Poisson rate under a Jeffreys prior) and variance
-        ``max(s2, mean) * (1 + 1/k)``: the larger of the sample variance and the Poisson variance,
-        plus the uncertainty of the estimated mean.
+        Expected count ``(sum + 1/2) / k`` and both views of :class:`CountPrediction`.
     """
     k = len(history)
     if k < 1:
         raise ValueError("a count prediction needs at least one week of history")
     total = float(sum(history))
     mean = (total + JEFFREYS_SHAPE) / k
-    sample_var = 0.0
+    logs = [math.log(c + 0.5) for c in history]
+    log_mean = sum(logs) / k
+    poisson_var = 1.0 / mean  # delta method: Var(log X) = 1 / lambda for Poisson X
+    tau2 = 0.0
     if k > 1:
-        m = total / k
-        sample_var = sum((c - m) ** 2 for c in history) / (k - 1)
-    variance = max(sample_var, mean) * (1.0 + 1.0 / k)
-    return CountPrediction(mean=mean, variance=variance, weeks=k)
+        sample_var = sum((x - log_mean) ** 2 for x in logs) / (k - 1)
+        tau2 = max(0.0, sample_var - poisson_var)
+    df = math.inf if tau2 == 0 else (poisson_var + tau2) ** 2 / (tau2**2 / max(k - 1, 1))
+    log_var = (poisson_var + tau2) * (1.0 + 1.0 / k)
+    return CountPrediction(mean=mean, weeks=k, total=total, log_mean=log_mean, log_var=log_var, df=df,
+                           tau2=tau2)
 
 
 def count_test(observed: int, history: Sequence[int], direction: str) -> tuple[float, CountPrediction]:
-    """One-sided p-value of ``observed`` against the predictive distribution of ``history``.
+    """One-sided p-value of ``observed`` against the prediction from ``history``.
 
     ``direction`` is ``"greater"`` (a spike) or ``"less"`` (a drop).
     """
