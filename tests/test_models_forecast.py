@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from analytics_lib.cli import main
+from analytics_lib.config import get_settings
 from analytics_lib.models.base import ModelError
 from analytics_lib.models.forecast import (
     FREQUENCIES,
@@ -26,6 +27,7 @@ from analytics_lib.models.forecast import (
     holiday_frame,
     plan_origins,
     prepare_series,
+    revenue_data_range,
 )
 from analytics_lib.models.registry import Registry, RegistryError
 from analytics_lib.synth import generate
@@ -125,6 +127,19 @@ def test_rolling_origins_and_short_series():
     assert ends == [20]
     with pytest.raises(ModelError, match="needs at least 101"):
         plan_origins(100, DAILY, 90, 3)
+
+
+def test_an_origin_a_year_back_judges_the_forecasts_season():
+    # 800 days, 90 held out: the recent origins end at 620, 665, 710; the seasonal one at
+    # 800 - 364 = 436, whose 90-day holdout is the forecast's weeks one year earlier
+    ends, step = plan_origins(800, DAILY, 90, 3, seasonal=True)
+    assert ends == [436, 620, 665, 710] and step == 45
+    assert plan_origins(800, DAILY, 90, 3)[0] == [620, 665, 710]  # off unless asked for
+    # not when fewer than two holdouts of history come before it (a launch's first weeks)
+    assert plan_origins(500, DAILY, 90, 3, seasonal=True)[0] == [320, 365, 410]
+    bt = backtest(synthetic_daily(800), DAILY, 90, 3, ["seasonal_naive"])
+    assert bt.seasonal_origin and bt.origins[0] == "2024-03-13" and len(bt.origins) == 4
+    assert bt.to_dict()["seasonal_origin"] == "2024-03-13"
 
 
 def test_backtest_never_trains_on_the_future():
@@ -246,7 +261,11 @@ def test_revenue_forecast_trains_scores_and_registers(small_warehouse, tmp_path)
         d = p.to_dict()
         assert d["entity_id"] == "revenue:USD:daily" and d["risk_level"] in ("low", "medium", "high")
         periods = d["details"]["forecast_periods"]
-        assert len(periods) == 90 and periods[0]["date"] == "2026-07-01"  # the day after the last complete day
+        # the day after the last complete local day (the day of the latest payment is incomplete:
+        # 2026-06-30 or 2026-07-01 in Istanbul, depending on whether a payment fell after 21:00 UTC)
+        last_complete_end = revenue_data_range(snap, get_settings().timezone)[1]
+        assert last_complete_end in (date(2026, 6, 30), date(2026, 7, 1))
+        assert len(periods) == 90 and periods[0]["date"] == last_complete_end.isoformat()
         assert all(r["lower_bound"] <= r["predicted_revenue"] <= r["upper_bound"] for r in periods)
         assert d["details"]["total_predicted_revenue"] == pytest.approx(sum(r["predicted_revenue"] for r in periods), rel=1e-6)
         assert {"trend", "weekly_seasonality"} <= {k["driver"] for k in d["details"]["key_drivers"]}

@@ -13,8 +13,9 @@ Candidates, each with 80 % and 95 % prediction intervals:
 
 The ``_log`` variants exist only for strictly positive series. Every candidate is backtested
 from several origins (rolling origin: train on everything before the origin, forecast the
-holdout after it); the one with the lowest mean MASE is chosen, refitted on the whole series and
-asked for the forecast. A Prophet fit on the whole series supplies the components (trend,
+holdout after it), the recent ones plus, when the history allows, one a year before the end, so
+that the forecast's own season a year earlier is judged too; the one with the lowest mean MASE
+is chosen, refitted on the whole series and asked for the forecast. A Prophet fit on the whole series supplies the components (trend,
 seasonality, holidays) reported as key drivers and seasonal factors.
 
 Entry points: :func:`forecast_series` (any pandas series), :func:`forecast_file` (the
@@ -468,6 +469,8 @@ class Backtest:
     summary: dict[str, dict[str, Any]]
     chosen: str
     seconds: dict[str, float]
+    #: the first origin is the one a year before the end (same season as the forecast)
+    seasonal_origin: bool = False
 
     def table(self) -> pd.DataFrame:
         """One row per model: mean MAPE, MASE and coverage over the origins, and the last origin's."""
@@ -480,31 +483,51 @@ class Backtest:
 
     def to_dict(self) -> dict[str, Any]:
         return {"origins": self.origins, "holdout": self.holdout, "step": self.step, "chosen": self.chosen,
+                "seasonal_origin": self.origins[0] if self.seasonal_origin else None,
                 "models": self.summary, "per_origin": self.per_origin}
 
 
 #: spacing of the backtest origins as a share of the holdout (overlapping windows keep the first
 #: origin's training window long; back-to-back windows (1.0) chose the same models on the demo data)
 ORIGIN_STEP = 0.5
+#: periods in a year, in whole weeks for daily data so weekdays line up
+YEAR_PERIODS = {"D": 364, "W": 52, "M": 12}
+#: the origin a year back is used only with at least this many holdouts of history before it: a
+#: model fitted on a few weeks of a launch says little about the one fitted on everything (on an
+#: 18-month demo, 91 days of training before it made ETS win the backtest and lose out of time)
+SEASONAL_MIN_TRAINING = 2
 
 
-def plan_origins(n: int, f: Frequency, holdout: int, origins: int) -> tuple[list[int], int]:
+def plan_origins(n: int, f: Frequency, holdout: int, origins: int,
+                 seasonal: bool = False) -> tuple[list[int], int]:
     """End positions (exclusive) of the training windows; the last one leaves exactly ``holdout``
-    periods. Fewer origins are used when the series is short; none fit -> ModelError."""
+    periods. Fewer origins are used when the series is short; none fit -> ModelError.
+
+    With ``seasonal``, one more origin a year before the end of the series is added first, when
+    at least :data:`SEASONAL_MIN_TRAINING` holdouts of history come before it: its holdout covers the weeks of the year that the forecast
+    from the end will cover, one year earlier, so yearly steps (back to school, Black Friday) that
+    the recent windows cannot show are judged too."""
     step = max(1, int(round(holdout * ORIGIN_STEP)))
     need = min_training(f)
     for k in range(origins, 0, -1):
         first_end = n - holdout - (k - 1) * step
         if first_end >= need:
-            return [n - holdout - j * step for j in reversed(range(k))], step
+            ends = [n - holdout - j * step for j in reversed(range(k))]
+            year_before = n - YEAR_PERIODS[f.code]
+            if seasonal and year_before >= max(need, SEASONAL_MIN_TRAINING * holdout) and year_before < ends[0]:
+                ends.insert(0, year_before)
+            return ends, step
     raise ModelError(f"the series has {n} {f.label} periods; a backtest on {holdout} held-out periods needs at "
                      f"least {holdout + need} (a season of {f.season} plus {MIN_SEASONAL_DIFFERENCES} to train on)")
 
 
 def backtest(y: pd.Series, f: Frequency, holdout: int, origins: int = DEFAULT_ORIGINS,
-             models: list[str] | None = None, builder: Callable[[str, Frequency], Forecaster] | None = None) -> Backtest:
-    """Rolling-origin evaluation of every candidate; the lowest mean MASE is chosen."""
-    ends, step = plan_origins(len(y), f, holdout, origins)
+             models: list[str] | None = None, builder: Callable[[str, Frequency], Forecaster] | None = None,
+             seasonal_origin: bool = True) -> Backtest:
+    """Rolling-origin evaluation of every candidate (plus, when the series allows, an origin a year
+    before the last: see :func:`plan_origins`); the lowest mean MASE is chosen."""
+    ends, step = plan_origins(len(y), f, holdout, origins, seasonal_origin)
+    seasonal = len(ends) > len(plan_origins(len(y), f, holdout, origins)[0])
     names = candidate_names(y, models)
     build = builder or (lambda name, fr: CANDIDATES[name](fr))
     values = y.to_numpy(float)
@@ -546,7 +569,7 @@ def backtest(y: pd.Series, f: Frequency, holdout: int, origins: int = DEFAULT_OR
         raise ModelError("no candidate model produced a backtest score")
     chosen = min(scored, key=lambda n: (scored[n], n != BASELINE))
     return Backtest([y.index[e].date().isoformat() for e in ends], holdout, step,
-                    {n: r for n, r in per_origin.items() if n not in failures}, summary, chosen, seconds)
+                    {n: r for n, r in per_origin.items() if n not in failures}, summary, chosen, seconds, seasonal)
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -832,12 +855,12 @@ class RevenueForecastModel(Model):
 
     def train(self, snapshot: Snapshot, split: TimeSplit, granularity: str = "daily", currency: str | None = None,
               timezone: str | None = None, origins: int = DEFAULT_ORIGINS, models: list[str] | None = None,
-              **unknown: Any) -> TrainResult:
+              seasonal_origin: bool = True, **unknown: Any) -> TrainResult:
         """Backtest the candidates on the days before the cutoff (rolling origins), then score the
         chosen model and the seasonal-naive baseline on the days after it (out of time)."""
         if unknown:
             raise ModelError(f"unknown revenue_forecast parameter(s): {', '.join(unknown)}; parameters: "
-                             "granularity, currency, timezone, origins, models")
+                             "granularity, currency, timezone, origins, models, seasonal_origin")
         from analytics_lib.config import get_settings
 
         settings = get_settings()
@@ -859,7 +882,7 @@ class RevenueForecastModel(Model):
             raise ModelError(f"no complete {f.label} period after the cutoff {split.cutoff} to evaluate on")
         horizon = f.periods_for_days(HORIZON_DAYS)
         holdout = min(horizon, max(1, len(train) - min_training(f)))
-        bt = backtest(train, f, holdout, origins, models)
+        bt = backtest(train, f, holdout, origins, models, seasonal_origin=bool(seasonal_origin))
         # out of time: the chosen model and the baseline, trained before the cutoff
         chosen_model = CANDIDATES[bt.chosen](f).fit(train)
         base_model = SeasonalNaive(f).fit(train)
@@ -873,7 +896,9 @@ class RevenueForecastModel(Model):
             metrics={"model": bt.chosen, **metrics}, baseline_name=BASELINE, baseline=baseline,
             beats_baseline=beats(metrics, baseline, "mase", higher_is_better=False), primary_metric="mase",
             notes=[f"{f.label} gross revenue in {currency} ({tz} days), from the metric layer",
-                   f"candidates chosen by mean MASE over {len(bt.origins)} rolling origins before the cutoff; "
+                   f"candidates chosen by mean MASE over {len(bt.origins)} rolling origins before the cutoff"
+                   + (f" (the first, {bt.origins[0]}, a year before the cutoff: the forecast's season)" if bt.seasonal_origin
+                      else "") + "; "
                    "the scorecard is the chosen model vs seasonal naive on the days after the cutoff",
                    "MASE is scaled by the in-sample seasonal-naive MAE; coverage is the share of actuals inside the interval"],
             extra={"backtest": bt.table().to_dict(orient="records"), "backtest_detail": bt.to_dict(),
@@ -882,6 +907,7 @@ class RevenueForecastModel(Model):
         fit = RevenueForecastFit(bt.chosen, f.label, HORIZON_DAYS, currency, tz, bt.to_dict(), chosen_model.describe(),
                                  train.index[-1].date().isoformat())
         params = {"granularity": f.label, "currency": currency, "timezone": tz, "origins": origins,
+                  "seasonal_origin": bool(seasonal_origin),
                   "models": candidate_names(train, models), "chosen": bt.chosen, "horizon_days": HORIZON_DAYS}
         rows = {"train_periods": int(len(train)), "test_periods": int(len(test))}
         return TrainResult(fit, card, list(self.features), params, rows, split)
