@@ -140,8 +140,10 @@ def transaction_analytics(session: MetricSession, period: Period, filters: Any =
             "time_series": session.query("transactions", "time_series", {"grain": grain}),
             "failure_reasons": session.query("transactions", "failure_reasons"),
         }
+        failures = session.query("transactions", "failures_by_dimension")
         for dim in FAILURE_DIMENSIONS:
-            tables[f"failures_by_{dim}"] = session.query("transactions", "failures_by_dimension", {"dimension": dim})
+            one = failures[failures["dimension"] == dim].drop(columns=["dimension"])
+            tables[f"failures_by_{dim}"] = one.reset_index(drop=True)  # ordered by value in SQL
     return MetricSection("transactions", summary, tables)
 
 
@@ -163,11 +165,12 @@ def revenue_analytics(session: MetricSession, period: Period, filters: Any = Non
 
 
 def revenue_growth(session: MetricSession, period: Period, filters: Any, currency: str | None,
-                   gross: float) -> dict[str, float | None]:
+                   gross: float, previous_gross: float | None = None) -> dict[str, float | None]:
     """Gross revenue of the previous period and of the same period last year, and growth vs each.
 
     Each is one pruned read of that period's payments (sql/revenue.sql gross_between), equal to
-    the period's ``transactions.total_volume``, without building the period's scope."""
+    the period's ``transactions.total_volume``, without building the period's scope.
+    ``previous_gross``: the previous period's gross revenue when the caller has it already."""
     out: dict[str, float | None] = {}
     f = Filters.of(filters)
     with session.lock:
@@ -179,6 +182,11 @@ def revenue_growth(session: MetricSession, period: Period, filters: Any, currenc
         if current is None or current.filters != f or current.currency != rc or current.window is not None:
             session.scope(period, f, currency)  # only the filters and the currency matter here
         for label, other in (("previous", period.previous()), ("last_year", period.same_period_last_year())):
+            if label == "previous" and previous_gross is not None:
+                before = previous_gross
+                out[f"gross_revenue_{label}"] = before
+                out[f"revenue_growth_vs_{label}"] = _ratio(gross - before, before) if before else None
+                continue
             start, end = other.start_utc, other.end_utc
             row = session.row("revenue", "gross_between", {
                 "start": start, "end": end,
@@ -442,12 +450,21 @@ def default_grain(period: Period) -> str:
 
 
 def trend_analysis(session: MetricSession, period: Period, filters: Any = None, currency: str | None = None,
-                   against: Period | None = None, tolerance: float = tr.DEFAULT_TOLERANCE) -> list[tr.Trend]:
-    """Headline metrics of ``period`` against ``against`` (default the previous period)."""
+                   against: Period | None = None, tolerance: float = tr.DEFAULT_TOLERANCE,
+                   current: Mapping[str, Any] | None = None) -> list[tr.Trend]:
+    """Headline metrics of ``period`` against ``against`` (default the previous period).
+
+    ``current``: the period's transaction, revenue and customer summaries and daily revenue
+    (keys ``t``, ``r``, ``c``, ``daily``) when the caller computed them already for the same
+    filters and currency (comprehensive_analytics), so they are not computed twice."""
     against = against or period.previous()
-    values = {}
+    values: dict[str, dict[str, Any]] = {}
+    if current is not None:
+        values["current"] = {**current, "days": period.days}
     with session.lock:
         for label, p in (("current", period), ("previous", against)):
+            if label in values:
+                continue
             _scope(session, p, filters, currency)
             t = session.row("transactions", "summary")
             r = session.row("revenue", "summary")
@@ -552,8 +569,9 @@ def comprehensive_analytics(period: Period, filters: Mapping[str, Any] | Filters
         currency = (currency or session.settings.reporting_currency).upper()
         with session.lock:
             sections: dict[str, MetricSection] = {}
-            # every family of the period first, then the previous period (trends, growth), then
-            # last year: each scope's tables are built once
+            # every family of the period first, then the previous period (trends, whose current
+            # values are the sections' own), then growth (the previous period's gross from the
+            # trends, last year's from one read): each scope's tables are built once
             sections["transactions"] = transaction_analytics(session, period, f, currency)
             sections["revenue"] = revenue_analytics(session, period, f, currency, with_growth=False)
             sections["recurring_revenue"] = recurring_revenue(session, period, f, currency, options)
@@ -562,9 +580,14 @@ def comprehensive_analytics(period: Period, filters: Mapping[str, Any] | Filters
             sections["performance"] = performance(session, period, f, currency)
             sections["fraud"] = fraud(session, period, f, currency, options)
             sections["cohorts"] = cohorts(session, period, f, currency, options.cohort_months)
-            trends = trend_analysis(session, period, f, currency, tolerance=options.trend_tolerance)
+            current = {"t": sections["transactions"].summary, "r": sections["revenue"].summary,
+                       "daily": sections["revenue"].tables["daily"], "c": sections["customers"].summary}
+            trends = trend_analysis(session, period, f, currency, tolerance=options.trend_tolerance,
+                                    current=current)
+            previous_gross = next(t.previous_value for t in trends if t.metric == "gross_revenue")
             sections["revenue"].summary.update(
-                revenue_growth(session, period, f, currency, sections["revenue"].summary["gross_revenue"]))
+                revenue_growth(session, period, f, currency, sections["revenue"].summary["gross_revenue"],
+                               previous_gross=previous_gross))
         summary = headline(sections)
         return ComprehensiveAnalytics(period, f, currency, datetime.now(UTC), dict(session.versions),
                                       summary, sections, trends)

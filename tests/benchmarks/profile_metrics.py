@@ -17,6 +17,11 @@ from collections import defaultdict
 from tests.benchmarks.run import _last_full_month
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("warehouse")
@@ -31,6 +36,7 @@ def main() -> None:
     with m.MetricSession.open(Warehouse(ns.warehouse)) as session:
         period = m.Period.parse(ns.period, session.settings.timezone) if ns.period else _last_full_month(session)[0]
         timings: dict[str, float] = defaultdict(float)
+        cpu_times: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
         real = session.con
         from importlib import resources
@@ -49,9 +55,10 @@ def main() -> None:
 
             def execute(self, sql, params=None):  # type: ignore[no-untyped-def]
                 key = names.get(sql) or " ".join(str(sql).split())[:110]
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), _cpu()
                 out = real.execute(sql, params) if params is not None else real.execute(sql)
                 timings[key] += time.perf_counter() - start
+                cpu_times[key] += _cpu() - cpu
                 counts[key] += 1
                 return out
 
@@ -61,17 +68,18 @@ def main() -> None:
         session.con = Timed()  # type: ignore[assignment]
         for run in range(ns.runs):
             timings.clear()
+            cpu_times.clear()
             counts.clear()
-            session.scope(period.previous())
-            start = time.perf_counter()
+            session.forget_scope()
+            start, cpu = time.perf_counter(), _cpu()
             m.comprehensive_analytics(period, session=session)
             total = time.perf_counter() - start
-            print(f"warm run {run + 1}: {total:.2f} s")
+            print(f"warm run {run + 1}: {total:.2f} s (process CPU {_cpu() - cpu:.2f} s)")
         session.con = real
         print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
-        print(f"statements (last run), total {sum(timings.values()):.2f} s:")
+        print(f"statements (last run), total {sum(timings.values()):.2f} s, CPU {sum(cpu_times.values()):.2f} s:")
         for key, secs in sorted(timings.items(), key=lambda kv: -kv[1])[: ns.top]:
-            print(f"{secs:7.3f} s  x{counts[key]:<3} {key}")
+            print(f"{secs:7.3f} s  {cpu_times[key]:6.3f} s CPU  x{counts[key]:<3} {key}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ SELECT
         AND f.factor IS NULL AS unconverted
 FROM subscription_events e
 JOIN currency_scale s ON s.currency = e.currency
-LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = CAST(e.occurred_at AS DATE)
+LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = utc_date(e.occurred_at)
 LEFT JOIN customers c ON c.customer_id = e.customer_id
 LEFT JOIN subscriptions sub ON sub.subscription_id = e.subscription_id
 WHERE (len(getvariable('f_country')) = 0 OR list_contains(getvariable('f_country'), c.country_code))
@@ -139,11 +139,11 @@ SELECT
         * CASE WHEN t.currency = getvariable('rc') THEN 1.0 ELSE f.factor END) AS revenue,
     min(t.created_at) AS first_at,
     max(t.created_at) AS last_at,
-    min(struct_pack(d := CAST(t.created_at AS DATE), c := t.currency))
+    min(struct_pack(d := utc_date(t.created_at), c := t.currency))
         FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS missing
 FROM filtered_transactions t
 JOIN currency_scale s ON s.currency = t.currency
-LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = CAST(t.created_at AS DATE)
+LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = utc_date(t.created_at)
 WHERE is_successful(t.status)
 GROUP BY ALL;
 
@@ -228,7 +228,7 @@ SELECT
 FROM refunds r
 JOIN claim_payments t USING (transaction_id)
 JOIN currency_scale s ON s.currency = r.currency
-LEFT JOIN fx_factor f ON f.currency = r.currency AND f.rate_date = CAST(r.created_at AS DATE)
+LEFT JOIN fx_factor f ON f.currency = r.currency AND f.rate_date = utc_date(r.created_at)
 WHERE r.status = 'succeeded'
 ORDER BY r.created_at;
 
@@ -242,7 +242,7 @@ SELECT
 FROM disputes d
 JOIN claim_payments t USING (transaction_id)
 JOIN currency_scale s ON s.currency = d.currency
-LEFT JOIN fx_factor f ON f.currency = d.currency AND f.rate_date = CAST(d.created_at AS DATE)
+LEFT JOIN fx_factor f ON f.currency = d.currency AND f.rate_date = utc_date(d.created_at)
 ORDER BY d.created_at;
 
 DROP TABLE claim_payments
@@ -266,11 +266,11 @@ SELECT
     e.provider,
     sum(e.amount_minor / s.scale
         * CASE WHEN e.currency = getvariable('rc') THEN 1.0 ELSE f.factor END) AS amount_rc,
-    min(struct_pack(d := CAST(e.created_at AS DATE), c := e.currency))
+    min(struct_pack(d := utc_date(e.created_at), c := e.currency))
         FILTER (WHERE e.currency <> getvariable('rc') AND f.factor IS NULL) AS missing
 FROM matching e
 JOIN currency_scale s ON s.currency = e.currency
-LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = CAST(e.created_at AS DATE)
+LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = utc_date(e.created_at)
 GROUP BY ALL
 ORDER BY bucket
 

@@ -32,9 +32,14 @@ SELECT
     t.currency <> getvariable('rc') AND f.factor IS NULL AS missing_rate
 FROM filtered_transactions t
 JOIN currency_scale s ON s.currency = t.currency
-LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = CAST(t.created_at AS DATE)
+LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = utc_date(t.created_at)
 WHERE t.created_month BETWEEN getvariable('p_start_month') AND getvariable('p_end_month')
   AND t.created_at >= getvariable('p_start') AND t.created_at < getvariable('p_end')
+
+-- name: paying_customers
+-- The customers with a successful payment in the period (after filters), counted by several families.
+CREATE OR REPLACE TEMP TABLE paying_customers AS
+SELECT DISTINCT customer_id FROM payments WHERE is_success
 
 -- name: alert_transactions
 -- Under filters, the payments of the window's fraud alerts that match them (empty, and no scan,
@@ -74,10 +79,10 @@ WITH rows AS (
     SELECT CAST(timezone(getvariable('tz'), e.created_at) AS DATE), e.provider,
            e.amount_minor / s.scale * CASE WHEN e.currency = getvariable('rc') THEN 1.0 ELSE f.factor END,
            CASE WHEN e.currency <> getvariable('rc') AND f.factor IS NULL
-                THEN struct_pack(d := CAST(e.created_at AS DATE), c := e.currency) END
+                THEN struct_pack(d := utc_date(e.created_at), c := e.currency) END
     FROM fees e
     JOIN currency_scale s ON s.currency = e.currency
-    LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = CAST(e.created_at AS DATE)
+    LEFT JOIN fx_factor f ON f.currency = e.currency AND f.rate_date = utc_date(e.created_at)
     WHERE NOT getvariable('p_fee_buckets')
       AND e.created_at >= getvariable('p_start') AND e.created_at < getvariable('p_end')
       AND (NOT getvariable('filters_active')
@@ -92,8 +97,11 @@ GROUP BY ALL
 -- name: customer_tail
 -- Successful payments from the start of the period end's local month (p_cut) to the period end,
 -- per customer: the part of the last month that the history's whole months do not cover (empty
--- when the period ends on a month boundary).
+-- when the period ends on a month boundary), with the customer's number, first payment ever and
+-- cohort from customer_state.
+-- requires: customer_state
 CREATE OR REPLACE TEMP TABLE customer_tail AS
+WITH tail AS (
 SELECT
     t.customer_id,
     count(*) AS payments,
@@ -101,15 +109,18 @@ SELECT
         * CASE WHEN t.currency = getvariable('rc') THEN 1.0 ELSE f.factor END) AS revenue,
     min(t.created_at) AS first_at,
     max(t.created_at) AS last_at,
-    min(struct_pack(d := CAST(t.created_at AS DATE), c := t.currency))
+    min(struct_pack(d := utc_date(t.created_at), c := t.currency))
         FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS missing
 FROM filtered_transactions t
 JOIN currency_scale s ON s.currency = t.currency
-LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = CAST(t.created_at AS DATE)
+LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = utc_date(t.created_at)
 WHERE is_successful(t.status)
   AND t.created_month BETWEEN getvariable('p_cut_month') AND getvariable('p_end_month')
   AND t.created_at >= getvariable('p_cut') AND t.created_at < getvariable('p_end')
 GROUP BY ALL
+)
+SELECT s.ck, s.first_at AS first_paid_at, s.cohort_month, tail.*
+FROM tail JOIN customer_state s USING (customer_id)
 
 -- name: customer_history_missing
 -- The first payment without a rate among all successful payments up to the period end (whole
@@ -129,18 +140,16 @@ FROM m HAVING count(*) > 0
 -- Each customer who paid before the period end, as of the period end: first and last successful
 -- payment, number of payments and revenue. Whole months before p_cut come from the history's
 -- timeline (one row per customer: their last month before the cut), the rest from customer_tail.
--- requires: customer_history_missing, customer_timeline, customer_tail, customer_state
-CREATE OR REPLACE TEMP TABLE customer_firsts AS
+-- A view (each reader filters the timeline again; cheaper than materialising every customer).
+-- requires: customer_history_missing, customer_timeline, customer_tail
+CREATE OR REPLACE TEMP VIEW customer_firsts AS
 WITH at_cut AS (
     SELECT ck, first_at, last_at, payments, revenue
     FROM customer_timeline
     WHERE month < getvariable('p_cut_date')
       AND (next_month IS NULL OR next_month >= getvariable('p_cut_date'))
 ),
-tail AS (
-    SELECT s.ck, s.first_at, t.last_at, t.payments, t.revenue
-    FROM customer_tail t JOIN customer_state s USING (customer_id)
-)
+tail AS (SELECT ck, first_paid_at AS first_at, last_at, payments, revenue FROM customer_tail)
 SELECT ck,
        coalesce(c.first_at, t.first_at) AS first_at,
        coalesce(t.last_at, c.last_at) AS last_at,
@@ -148,44 +157,36 @@ SELECT ck,
        CASE WHEN t.ck IS NULL THEN c.revenue WHEN c.ck IS NULL THEN t.revenue ELSE c.revenue + t.revenue END AS revenue
 FROM at_cut c FULL JOIN tail t USING (ck)
 
--- name: customer_rfm
--- RFM as of the period end. Scores are quintiles by value: the 4 cut points are computed once,
--- so ties share a score and no sort of all customers is needed (5 = best: most recent, most
--- frequent, most revenue).
+-- name: rfm_cuts
+-- RFM as of the period end. Scores are quintiles by value: the 4 cut points of recency (days since
+-- the last payment), frequency (payments) and monetary (revenue) over every customer who paid
+-- before the period end, computed once, so ties share a score and no sort of all customers is
+-- needed (the scores and segments: _session.sql rfm_score, rfm_recency_score, rfm_segment).
 -- requires: customer_firsts
-CREATE OR REPLACE TEMP TABLE customer_rfm AS
+CREATE OR REPLACE TEMP TABLE rfm_cuts AS
+SELECT quantile_cont(days_between(last_at, getvariable('p_end')), [0.2, 0.4, 0.6, 0.8]) AS r,
+       quantile_cont(payments, [0.2, 0.4, 0.6, 0.8]) AS f,
+       quantile_cont(revenue, [0.2, 0.4, 0.6, 0.8]) AS m
+FROM customer_firsts
+
+-- name: customer_rfm
+-- One row per customer: recency, frequency, monetary, their 1-5 scores (5 = best: most recent,
+-- most frequent, most revenue) and the segment. A view: only per-customer questions read it.
+-- requires: customer_firsts, rfm_cuts
+CREATE OR REPLACE TEMP VIEW customer_rfm AS
 WITH base AS (
     SELECT ck,
-           date_diff('day', last_at, getvariable('p_end')) AS recency_days,
+           days_between(last_at, getvariable('p_end')) AS recency_days,
            payments AS frequency,
            revenue AS monetary
     FROM customer_firsts
 ),
-cuts AS (
-    SELECT quantile_cont(recency_days, [0.2, 0.4, 0.6, 0.8]) AS r,
-           quantile_cont(frequency, [0.2, 0.4, 0.6, 0.8]) AS f,
-           quantile_cont(monetary, [0.2, 0.4, 0.6, 0.8]) AS m
-    FROM base
-),
 scored AS (
     SELECT base.*,
-           5 - (recency_days > r[1])::INT - (recency_days > r[2])::INT - (recency_days > r[3])::INT
-             - (recency_days > r[4])::INT AS r_score,
-           1 + (frequency > f[1])::INT + (frequency > f[2])::INT + (frequency > f[3])::INT
-             + (frequency > f[4])::INT AS f_score,
-           1 + (monetary > m[1])::INT + (monetary > m[2])::INT + (monetary > m[3])::INT
-             + (monetary > m[4])::INT AS m_score
-    FROM base, cuts
+           rfm_recency_score(recency_days, c.r) AS r_score,
+           rfm_score(frequency, c.f) AS f_score,
+           rfm_score(monetary, c.m) AS m_score
+    FROM base, rfm_cuts c
 )
-SELECT *,
-    CASE
-        WHEN r_score >= 4 AND f_score >= 4 THEN 'Champions'
-        WHEN r_score >= 3 AND f_score >= 3 THEN 'Loyal'
-        WHEN r_score >= 4 AND f_score <= 2 THEN 'New / promising'
-        WHEN r_score = 3 AND f_score <= 2 THEN 'Potential loyalists'
-        WHEN r_score <= 2 AND f_score >= 4 THEN 'Cannot lose them'
-        WHEN r_score <= 2 AND f_score = 3 THEN 'At risk'
-        WHEN r_score = 2 AND f_score <= 2 THEN 'Hibernating'
-        ELSE 'Lost'
-    END AS segment
+SELECT *, rfm_segment(r_score, f_score) AS segment
 FROM scored

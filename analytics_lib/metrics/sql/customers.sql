@@ -19,9 +19,10 @@
 -- when it lies in the period: such a payment is one of the period's payments, so the customer is
 -- paying in it. History up to the period end: whole months before p_cut from cohort_matrix, the
 -- rest from customer_tail.
--- requires: customer_history_missing, customer_state, cohort_matrix, customer_tail
+-- requires: customer_history_missing, customer_state, cohort_matrix, customer_tail, paying_customers
 WITH paying AS (
-    SELECT count(DISTINCT customer_id) AS customers, sum(amount_rc) AS revenue FROM payments WHERE is_success
+    SELECT (SELECT count(*) FROM paying_customers) AS customers,
+           (SELECT sum(amount_rc) FROM payments WHERE is_success) AS revenue
 ),
 fresh AS (
     SELECT count(*) AS customers FROM customer_state
@@ -102,11 +103,23 @@ ORDER BY marketing_spend DESC, channel
 SELECT s.customer_id, r.* EXCLUDE (ck) FROM customer_rfm r JOIN customer_state s USING (ck)
 
 -- name: rfm_segments
--- requires: customer_rfm
--- customers, share, revenue and averages per RFM segment
-SELECT segment, count(*) AS customers, count(*) / sum(count(*)) OVER () AS share,
-       sum(monetary) AS revenue, avg(recency_days) AS avg_recency_days, avg(frequency) AS avg_frequency
-FROM customer_rfm
+-- customers, share, revenue and averages per RFM segment. The segment depends only on recency and
+-- frequency, so customers are first counted per (recency, frequency) and each such group scored.
+-- requires: customer_firsts, rfm_cuts
+WITH groups AS (
+    SELECT days_between(last_at, getvariable('p_end')) AS recency_days, payments AS frequency,
+           count(*) AS customers, sum(revenue) AS revenue
+    FROM customer_firsts
+    GROUP BY ALL
+),
+scored AS (
+    SELECT g.*, rfm_segment(rfm_recency_score(g.recency_days, c.r), rfm_score(g.frequency, c.f)) AS segment
+    FROM groups g, rfm_cuts c
+)
+SELECT segment, CAST(sum(customers) AS BIGINT) AS customers, sum(customers) / sum(sum(customers)) OVER () AS share,
+       sum(revenue) AS revenue, sum(recency_days * customers) / sum(customers) AS avg_recency_days,
+       sum(frequency * customers) / sum(customers) AS avg_frequency
+FROM scored
 GROUP BY segment
 ORDER BY revenue DESC, segment
 
@@ -123,12 +136,11 @@ GROUP BY ALL ORDER BY weekday, hour
 -- percentile of that over repeat customers
 -- requires: customer_firsts
 WITH s AS (
-    SELECT date_diff('second', first_at, last_at) / 86400.0 / (payments - 1) AS gap_days
+    SELECT seconds_between(first_at, last_at) / 86400.0 / (payments - 1) AS gap_days
     FROM customer_firsts WHERE payments > 1
 )
-SELECT count(*) AS repeat_customers, median(gap_days) AS median_days, avg(gap_days) AS mean_days,
-       quantile_cont(gap_days, 0.9) AS p90_days
-FROM s
+SELECT n AS repeat_customers, q[1] AS median_days, mean_days, q[2] AS p90_days
+FROM (SELECT count(*) AS n, quantile_cont(gap_days, [0.5, 0.9]) AS q, avg(gap_days) AS mean_days FROM s)
 
 -- name: course_pairs
 -- courses bought by the same customer (up to the period end): the most frequent pairs. A pair
@@ -160,13 +172,13 @@ LIMIT 20
 -- name: cohorts
 -- Whole months before p_cut from the history's cohort matrix, the rest from customer_tail. Every
 -- customer of a cohort pays in its first month, so the cohort's size is its month-0 count.
--- requires: customer_history_missing, cohort_matrix, customer_tail, customer_state
+-- requires: customer_history_missing, cohort_matrix, customer_tail
 WITH cm AS (
     SELECT cohort_month, month, customers, revenue FROM cohort_matrix
     WHERE month < getvariable('p_cut_date')
     UNION ALL
-    SELECT s.cohort_month, getvariable('p_cut_date'), count(*), sum(t.revenue)
-    FROM customer_tail t JOIN customer_state s USING (customer_id)
+    SELECT cohort_month, getvariable('p_cut_date'), count(*), sum(revenue)
+    FROM customer_tail
     GROUP BY ALL
 ),
 recent AS (

@@ -21,8 +21,8 @@ WITH p AS (
            count(*) FILTER (WHERE outcome_type = 'authorized')
                / nullif(count(*) FILTER (WHERE outcome_type IN ('authorized', 'issuer_declined')), 0) AS authorization_rate,
            coalesce(sum(amount_rc) FILTER (WHERE is_success), 0) AS gross_revenue,
-           quantile_cont(date_diff('millisecond', created_at, completed_at), 0.5) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p50_ms,
-           quantile_cont(date_diff('millisecond', created_at, completed_at), 0.95) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p95_ms,
+           quantile_cont(milliseconds_between(created_at, completed_at), 0.5) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p50_ms,
+           quantile_cont(milliseconds_between(created_at, completed_at), 0.95) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p95_ms,
            count(*) FILTER (WHERE outcome_type = 'provider_error') / count(*) AS provider_error_rate,
            count(*) FILTER (WHERE attempt_number > 1) AS retries
     FROM payments GROUP BY ALL
@@ -52,8 +52,8 @@ SELECT provider, payment_method,
        count(*) FILTER (WHERE is_success) / count(*) AS success_rate,
        count(*) FILTER (WHERE outcome_type = 'authorized')
            / nullif(count(*) FILTER (WHERE outcome_type IN ('authorized', 'issuer_declined')), 0) AS authorization_rate,
-       quantile_cont(date_diff('millisecond', created_at, completed_at), 0.5) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p50_ms,
-       quantile_cont(date_diff('millisecond', created_at, completed_at), 0.95) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p95_ms
+       quantile_cont(milliseconds_between(created_at, completed_at), 0.5) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p50_ms,
+       quantile_cont(milliseconds_between(created_at, completed_at), 0.95) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p95_ms
 FROM payments
 GROUP BY ALL
 ORDER BY provider, transactions DESC, payment_method

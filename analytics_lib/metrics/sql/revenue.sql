@@ -16,12 +16,12 @@
 -- subscription_revenue   gross from payments tied to a subscription; one_off_revenue the rest
 
 -- name: summary
--- requires: scoped_refunds, scoped_disputes, scoped_fees
+-- requires: scoped_refunds, scoped_disputes, scoped_fees, paying_customers
 WITH p AS (
     SELECT
         coalesce(sum(amount_rc) FILTER (WHERE is_success), 0) AS gross_revenue,
         count(*) FILTER (WHERE is_success) AS successful_payments,
-        count(DISTINCT customer_id) FILTER (WHERE is_success) AS paying_customers,
+        (SELECT count(*) FROM paying_customers) AS paying_customers,
         coalesce(sum(amount_rc) FILTER (WHERE is_success AND subscription_id IS NOT NULL), 0) AS subscription_revenue,
         coalesce(sum(amount_rc) FILTER (WHERE is_success AND subscription_id IS NULL), 0) AS one_off_revenue
     FROM payments
@@ -129,10 +129,10 @@ SELECT
     coalesce(sum(t.amount_minor / s.scale
         * CASE WHEN t.currency = getvariable('rc') THEN 1.0 ELSE f.factor END)
         FILTER (WHERE is_successful(t.status)), 0) AS gross_revenue,
-    min(struct_pack(d := CAST(t.created_at AS DATE), c := t.currency))
+    min(struct_pack(d := utc_date(t.created_at), c := t.currency))
         FILTER (WHERE t.currency <> getvariable('rc') AND f.factor IS NULL) AS missing
 FROM filtered_transactions t
 JOIN currency_scale s ON s.currency = t.currency
-LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = CAST(t.created_at AS DATE)
+LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = utc_date(t.created_at)
 WHERE t.created_month BETWEEN $start_month AND $end_month
   AND t.created_at >= $start AND t.created_at < $end

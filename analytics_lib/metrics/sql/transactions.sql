@@ -88,33 +88,42 @@ GROUP BY ALL
 ORDER BY failures DESC, failure_reason
 
 -- name: failures_by_dimension
--- failure rate and top reason per value of one dimension ($dimension checked in Python)
+-- failure rate and top reason per value of each dimension (payment_method, provider, country,
+-- amount_band, attempt), all in one pass over the period's payments; one row per dimension and value
 WITH tagged AS (
     SELECT
-        CASE $dimension
-            WHEN 'payment_method' THEN payment_method
-            WHEN 'provider' THEN provider
-            WHEN 'country' THEN country_code
-            WHEN 'amount_band' THEN CASE
-                WHEN amount_rc < 10 THEN '1: under 10'
-                WHEN amount_rc < 50 THEN '2: 10-50'
-                WHEN amount_rc < 100 THEN '3: 50-100'
-                WHEN amount_rc < 250 THEN '4: 100-250'
-                ELSE '5: 250 and more' END
-            WHEN 'attempt' THEN CASE WHEN attempt_number = 1 THEN 'first attempt' ELSE 'retry' END
-        END AS value,
+        payment_method, provider, country_code AS country,
+        CASE
+            WHEN amount_rc < 10 THEN '1: under 10'
+            WHEN amount_rc < 50 THEN '2: 10-50'
+            WHEN amount_rc < 100 THEN '3: 50-100'
+            WHEN amount_rc < 250 THEN '4: 100-250'
+            ELSE '5: 250 and more' END AS amount_band,
+        CASE WHEN attempt_number = 1 THEN 'first attempt' ELSE 'retry' END AS attempt,
         is_failed, failure_reason
     FROM payments
+),
+grouped AS (
+    SELECT
+        CASE WHEN grouping(payment_method) = 0 THEN 'payment_method'
+             WHEN grouping(provider) = 0 THEN 'provider'
+             WHEN grouping(country) = 0 THEN 'country'
+             WHEN grouping(amount_band) = 0 THEN 'amount_band'
+             ELSE 'attempt' END AS dimension,
+        CASE WHEN grouping(payment_method) = 0 THEN payment_method
+             WHEN grouping(provider) = 0 THEN provider
+             WHEN grouping(country) = 0 THEN country
+             WHEN grouping(amount_band) = 0 THEN amount_band
+             ELSE attempt END AS value,
+        count(*) AS transactions,
+        count(*) FILTER (WHERE is_failed) AS failed,
+        count(*) FILTER (WHERE is_failed) / count(*) AS failure_rate,
+        mode(failure_reason) FILTER (WHERE is_failed) AS top_failure_reason
+    FROM tagged
+    GROUP BY GROUPING SETS ((payment_method), (provider), (country), (amount_band), (attempt))
 )
-SELECT
-    value,
-    count(*) AS transactions,
-    count(*) FILTER (WHERE is_failed) AS failed,
-    count(*) FILTER (WHERE is_failed) / count(*) AS failure_rate,
-    mode(failure_reason) FILTER (WHERE is_failed) AS top_failure_reason
-FROM tagged
-GROUP BY ALL
-ORDER BY value
+SELECT * FROM grouped
+ORDER BY dimension, value
 
 -- name: dunning
 -- Failed first attempts of recurring charges created in the period, and whether a retry paid.
