@@ -401,11 +401,12 @@ class LiveSimulator:
         return self.templates
 
     # -- one batch --------------------------------------------------------------------------
-    def step(self, now: datetime | None = None, flush: bool | None = None) -> BatchResult:
+    def step(self, now: datetime | None = None, flush: bool | None = None, arrivals: bool = True) -> BatchResult:
         """Create the arrivals since the previous step, apply every event due by ``now``, write.
 
         Changes to rows written before are written when ``flush`` is true, or (``None``) when
-        ``update_seconds`` have passed since they were last written.
+        ``update_seconds`` have passed since they were last written. Without ``arrivals`` only
+        the lifecycle of earlier payments moves on (no new sessions).
         """
         now = (now or datetime.now(UTC)).astimezone(UTC)
         templates = self.prepare(now)
@@ -413,8 +414,8 @@ class LiveSimulator:
         assert self._last is not None
         elapsed = max(0.0, (now - self._last).total_seconds())
         group_rate = self.options.rate / max(templates.attempts_per_group, 1e-9)
-        arrivals = int(self.rng.poisson(group_rate * elapsed)) if elapsed > 0 else 0
-        offsets = np.sort(self.rng.uniform(0.0, elapsed, arrivals))
+        count = int(self.rng.poisson(group_rate * elapsed)) if elapsed > 0 and arrivals else 0
+        offsets = np.sort(self.rng.uniform(0.0, elapsed, count))
         for offset in offsets:
             at = self._last + timedelta(seconds=float(offset))
             self._replay(templates.groups[int(self.rng.integers(len(templates.groups)))], at)
@@ -477,18 +478,22 @@ class LiveSimulator:
                    "customer_id": cust(e["customer_id"]), "occurred_at": max(e["occurred_at"] + shift, arrival),
                    "effective_at": max(e["effective_at"] + shift, arrival)}
             self._push(row["occurred_at"], "insert", "subscription_events", row)
+        written_at = {txns[t["transaction_id"]]: self._replay_payment(t, txns, cust, subs, shift, speedup)
+                      for t in group.transactions}
         for ev in group.checkout:
             sid = session_ids.setdefault(ev["session_id"], self.ids.new("sessions", arrival))
             row = {**ev, "event_id": self.ids.new("checkout_events", arrival), "session_id": sid,
                    "customer_id": cust(ev["customer_id"]), "occurred_at": ev["occurred_at"] + shift,
                    "transaction_id": txns.get(ev["transaction_id"]) if ev["transaction_id"] else None}
             row["occurred_month"] = f"{row['occurred_at']:%Y-%m}"
-            self._push(max(row["occurred_at"], arrival), "insert", "checkout_events", row)
-        for t in group.transactions:
-            self._replay_payment(t, txns, cust, subs, shift, speedup)
+            # a step naming a payment is written with or after it (a snapshot never shows it alone)
+            due = max(row["occurred_at"], arrival, written_at.get(row["transaction_id"], arrival))
+            self._push(due, "insert", "checkout_events", row)
 
     def _replay_payment(self, t: dict, txns: dict[str, str], cust: Callable[[str | None], str | None],
-                        subs: dict[str, str], shift: timedelta, speedup: float) -> None:
+                        subs: dict[str, str], shift: timedelta, speedup: float) -> datetime:
+        """Schedule one payment and what follows it; returns when the payment is first written
+        (its children are written with it or later)."""
         tid = txns[t["transaction_id"]]
         created = t["created_at"] + shift
         status = t["status"]
@@ -521,19 +526,22 @@ class LiveSimulator:
             settles = max(settled_at + shift, created)
             if settles - created <= timedelta(seconds=self.options.batch_seconds):
                 # settles within a batch: written once, settled, when it settles
+                written = settles
                 self._push(settles, "insert", "transactions", {**row, **final}, tid)
             else:  # pending first (3-D Secure, manual review, bank transfer), settled later
+                written = created
                 self._push(created, "insert", "transactions", row, tid)
                 self._push(settles, "settle", "transactions", final, tid)
         else:
+            written = created
             self._push(created, "insert", "transactions", row, tid)
         for fee in self.templates.fees.get(t["transaction_id"], []) if self.templates else []:
             at = later(fee["created_at"])
-            self._push(at, "insert", "fees", {**fee, "fee_id": self.ids.new("fees", created),
+            self._push(max(at, written), "insert", "fees", {**fee, "fee_id": self.ids.new("fees", created),
                                                "transaction_id": tid, "created_at": at}, tid)
         for refund in self.templates.refunds.get(t["transaction_id"], []) if self.templates else []:
             at = later(refund["created_at"])
-            self._push(at, "refund", "refunds", {**refund, "refund_id": self.ids.new("refunds", created),
+            self._push(max(at, written), "refund", "refunds", {**refund, "refund_id": self.ids.new("refunds", created),
                                                   "transaction_id": tid, "customer_id": cust(refund["customer_id"]),
                                                   "created_at": at}, tid)
         for dispute in self.templates.disputes.get(t["transaction_id"], []) if self.templates else []:
@@ -543,7 +551,7 @@ class LiveSimulator:
                       "customer_id": cust(dispute["customer_id"]), "created_at": at,
                       "evidence_due_at": later(dispute["evidence_due_at"]) if dispute["evidence_due_at"] else None,
                       "status": "needs_response", "outcome": None, "closed_at": None}
-            self._push(at, "dispute", "disputes", opened, tid)
+            self._push(max(at, written), "dispute", "disputes", opened, tid)
             if dispute["closed_at"] is not None:
                 closed_at = max(later(dispute["closed_at"]), at)
                 self._push(closed_at, "dispute_close", "disputes",
@@ -554,11 +562,12 @@ class LiveSimulator:
             aid = self.ids.new("fraud_alerts", created)
             raised = {**alert, "alert_id": aid, "transaction_id": tid, "customer_id": cust(alert["customer_id"]),
                       "created_at": at, "status": "open", "reviewed_at": None}
-            self._push(at, "insert", "fraud_alerts", raised, tid)
+            self._push(max(at, written), "insert", "fraud_alerts", raised, tid)
             if alert["reviewed_at"] is not None and alert["status"] != "open":
                 reviewed = max(later(alert["reviewed_at"]), at)
-                self._push(reviewed, "review", "fraud_alerts", {**raised, "status": alert["status"],
-                                                                 "reviewed_at": reviewed}, tid)
+                self._push(max(reviewed, written), "review", "fraud_alerts",
+                           {**raised, "status": alert["status"], "reviewed_at": reviewed}, tid)
+        return written
 
     # -- applying events --------------------------------------------------------------------
     def _collect(self, now: datetime) -> tuple[dict[str, dict[str, dict]], int]:
