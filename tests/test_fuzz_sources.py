@@ -19,7 +19,7 @@ Two properties, checked on every input:
 A ValueError other than IngestError counts as a failure: it means one bad row stopped a whole
 file. The number of inputs tried is printed per test (``pytest -s``) and recorded in
 docs/reliability.md. Budgets: the quick tests stay well under a minute together; the ``slow``
-ones multiply them (``FUZZ_SCALE``, default 10).
+ones multiply them (``FUZZ_SCALE``, default 10: parsing x10, whole ingests x5).
 """
 
 from __future__ import annotations
@@ -43,11 +43,14 @@ from analytics_lib.config import PROJECT_ROOT
 from analytics_lib.warehouse import Warehouse
 from analytics_lib.warehouse.ingest import ingest
 from analytics_lib.warehouse.sources import IngestError, Record, Reject, get_source
+from analytics_lib.warehouse.sources.base import printable
 from tests.conftest import payment
 from tests.test_sources_stripe import CLASSIC_HEADER, charge
 
 EXAMPLES = PROJECT_ROOT / "docs" / "examples"
-SCALE = int(os.environ.get("FUZZ_SCALE", "10"))
+SCALE = int(
+    os.environ.get("FUZZ_SCALE", "10")
+)  # slow tests: parse budget x SCALE, ingest x SCALE/2
 #: inputs tried, per test (printed at the end of each test)
 TRIED: Counter[str] = Counter()
 
@@ -151,7 +154,9 @@ CELL = st.one_of(
 def one_line(exc: BaseException) -> None:
     """The error a person sees: a non-empty message on one line."""
     message = str(exc)
-    assert message and "\n" not in message and "Traceback" not in message, repr(message)[:500]
+    assert message and message == printable(message) and "Traceback" not in message, repr(message)[
+        :500
+    ]
 
 
 def write_bytes(folder: Path, name: str, data: bytes) -> Path:
@@ -175,7 +180,7 @@ def check_parse(path: Path, source: str, **options: Any) -> None:
     for item in items:
         assert isinstance(item, (Record, Reject)), type(item)
         if isinstance(item, Reject):
-            assert item.reason and "\n" not in item.reason, item.reason[:200]
+            assert item.reason and item.reason == printable(item.reason), item.reason[:200]
             lines[item.line] += 1
         else:
             lines.update(item.lines)
@@ -191,6 +196,8 @@ def check_ingest(path: Path, source: str, wh: Warehouse, **options: Any) -> None
         return
     assert result.balanced, result.summary()
     assert result.rows_read == result.inserted + result.updated + result.unchanged + result.rejected
+    for reason in result.reject_reasons:  # what the CLI prints
+        assert reason == printable(reason), reason
 
 
 # -- platform-json ---------------------------------------------------------------------------------
@@ -745,7 +752,9 @@ def test_parsing_hostile_files_never_crashes_long(
 def test_ingesting_hostile_files_balances_long(
     kind: str, tmp_path_factory: pytest.TempPathFactory, shared_warehouse: Warehouse
 ) -> None:
-    _ingest_test(kind, INGEST_EXAMPLES * SCALE, tmp_path_factory.mktemp(kind), shared_warehouse)()
+    _ingest_test(
+        kind, INGEST_EXAMPLES * max(1, SCALE // 2), tmp_path_factory.mktemp(kind), shared_warehouse
+    )()
 
 
 def test_every_source_is_fuzzed() -> None:
@@ -789,3 +798,25 @@ def test_an_integer_beyond_float_range_is_a_row_reject(
     assert (result.rows_read, result.inserted, result.rejected) == (2, 1, 1)
     (reason,) = result.reject_reasons
     assert field.split(".")[-1] in reason and "outside" in reason, reason
+
+
+def test_an_error_quoting_the_header_stays_on_one_line(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """Found by fuzzing (hypothesis byte mutations and atheris): a quote before the header made
+    the whole file one header field; "missing required columns ... the file has: <header>"
+    then spanned lines and carried control characters (a terminal escape sequence would reach
+    the user's terminal)."""
+    mapping = _mapping_file(tmp_path, MAPPINGS["payments"][0])
+    data = b'"' + (EXAMPLES / "payments.csv").read_bytes()
+    with pytest.raises(IngestError) as info:
+        ingest(write_bytes(tmp_path, "a.csv", data), "csv", warehouse, mapping=mapping)
+    assert "missing required columns" in str(info.value) and "\n" not in str(info.value)
+    escape = b"Order ID\x1b[2J\x1b[31m,Customer\n"
+    with pytest.raises(IngestError) as info:
+        ingest(write_bytes(tmp_path, "b.csv", escape), "csv", warehouse, mapping=mapping)
+    assert "\x1b" not in str(info.value) and "\\x1b[2J" in str(info.value)
+    named = write_bytes(tmp_path, "new\nline\x1b.jsonl", b"\n")
+    with pytest.raises(IngestError, match="empty file") as info:
+        ingest(named, "platform-json", warehouse)
+    assert str(info.value) == printable(str(info.value))

@@ -37,11 +37,23 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 class IngestError(ValueError):
-    """A whole-file problem: nothing is written and the message is one line."""
+    """A whole-file problem: nothing is written and the message is one line.
+
+    Control characters in the message (a header name or file name quoted in it may hold
+    newlines or terminal escape sequences) are shown as escapes, so the message stays one line
+    and prints safely on a terminal.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(printable(str(message)))
 
 
 class RowError(ValueError):
-    """A row problem: the row is rejected with this message as the reason."""
+    """A row problem: the row is rejected with this message as the reason (one line, escaped as
+    :class:`IngestError`'s: reasons are printed by the CLI and shown in reports)."""
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(printable(str(message)))
 
 
 @dataclass
@@ -113,6 +125,14 @@ def check_utf8(raw: bytes, line: int) -> str:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` on one line: control characters, newlines included, written as escapes (``\\n``)."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def has_control_chars(text: str) -> bool:
