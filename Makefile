@@ -33,7 +33,7 @@ install: $(STAMP) ## Create .venv and install the workspace (pinned by constrain
 system-deps: ## Install system packages the tests need (chromium), or say what to install
 	@bash .ci/system-deps.sh
 
-demo: install ## Build the demo warehouse (if absent), run the reports, print where to look
+demo: install system-deps ## Build the demo warehouse (if absent), run a report, print where to look
 	@if [ -d "$(WAREHOUSE)/transactions" ]; then \
 	  echo "using the existing demo warehouse at $(WAREHOUSE) (make demo-reset rebuilds it)"; \
 	else \
@@ -43,7 +43,10 @@ demo: install ## Build the demo warehouse (if absent), run the reports, print wh
 	@echo ""
 	@$(BIN)/payment-analytics analytics --period last-month
 	@echo ""
+	@$(BIN)/payment-analytics run monthly_executive --format html,pdf,xlsx
+	@echo ""
 	@echo "Demo warehouse: $(PAYMENT_ANALYTICS_WAREHOUSE)"
+	@echo "Report portal:  outputs/index.html (open it in a browser; more: $(BIN)/payment-analytics reports)"
 	@echo "Analytics:      $(BIN)/payment-analytics analytics --period 2026-Q3 --format json"
 	@echo "Explore it:     make lab   (JupyterLab on the workspace)"
 	@echo "Docs:           docs/architecture.md, docs/data-model.md, docs/metrics.md, docs/sources.md"
