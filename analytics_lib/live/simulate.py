@@ -13,8 +13,8 @@ decline reasons and retries, risk scores and rule hits, refund and chargeback ra
 
 Timing: arrivals are a Poisson process at ``rate`` payment attempts per second; ``created_at`` is
 the arrival time. Settlement keeps its real delay (a bank transfer stays pending for a day);
-what happens later than a minute after settlement (alert reviews after hours, refunds after
-days, disputes after weeks) is compressed by ``lifecycle_speedup`` (default 1440: a day becomes a
+what happens later than a few seconds after settlement (alert reviews after hours, refunds
+after days, disputes after weeks) is compressed by ``lifecycle_speedup`` (default 1440: a day becomes a
 minute) so that a dashboard session sees refunds and chargebacks too.
 
 Writes: each batch (every ``batch_seconds``) is one :meth:`Warehouse.upsert` per table, in
@@ -57,9 +57,9 @@ MAX_RATE = 10_000.0  # payment attempts per second
 SOURCE_NAME = "live-simulator"
 #: a customer who signed up at most this long before their group is a new customer (cloned)
 NEW_CUSTOMER_WINDOW = timedelta(days=1)
-#: lifecycle events up to this long after settlement keep their real delay (fees, the success
-#: page, fraud rules); what comes later (reviews, refunds, disputes) is compressed
-REAL_TIME_HORIZON = timedelta(minutes=1)
+#: lifecycle events up to this long after settlement keep their real delay (fees, fraud rules);
+#: what comes later (reviews, refunds, disputes) is compressed
+REAL_TIME_HORIZON = timedelta(seconds=5)
 #: the ingest_batches record of a run is refreshed this often
 RECORD_EVERY_SECONDS = 60.0
 
@@ -115,7 +115,7 @@ class SimulationOptions:
     template_groups : int, default 5000
         Sessions and standalone payments sampled as templates.
     lifecycle_speedup : float, default 1440
-        Compression of what follows settlement by more than a minute (1440: a day in a minute).
+        Compression of what follows settlement by more than 5 s (1440: a day in a minute).
     update_seconds : float, default 10
         Changes to rows already written (a pending payment settling, a refund or dispute
         changing a payment's status, a dispute closing, an alert reviewed) are written together
@@ -502,7 +502,7 @@ class LiveSimulator:
             t["created_at"] if status in ("failed", "canceled") or success else None)
 
         def later(ts: datetime) -> datetime:
-            """Template time -> live time: real delays up to a minute after settlement, then compressed."""
+            """Template time -> live time: real delays up to 5 s after settlement, then compressed."""
             base = settled_at or t["created_at"]
             offset = ts - base
             live_base = base + shift
