@@ -453,6 +453,8 @@ def test_batch_scores_match_the_predictions(name: str, trained: dict, warehouse:
         sample += scores["transaction_id"].sample(15, random_state=0).tolist()
         predictions = model.predict(loaded, snap, ids=sample)
     assert len(scores) == expected > 100
+    everything = models.score(name, warehouse, registry)  # the whole history by default
+    assert len(everything) > len(scores) and set(scores["transaction_id"]) <= set(everything["transaction_id"])
     assert scores["transaction_id"].is_unique and scores["created_at"].is_monotonic_increasing
     assert scores["probability"].between(0, 1).all()
     by_id = scores.set_index("transaction_id")

@@ -190,13 +190,12 @@ class TabularClassifier:
         return out
 
 
-def encode_matrix(frame: pd.DataFrame | pa.Table, numeric: list[str], categorical: dict[str, list[str]],
-                  dtype: type = np.float64) -> np.ndarray:
+def encode_matrix(frame: pd.DataFrame | pa.Table, numeric: list[str], categorical: dict[str, list[str]]) -> np.ndarray:
     """Numeric columns as floats (missing = NaN) and categories as their index in the training
     vocabulary (unseen or missing = NaN), in one float matrix. Takes a DataFrame or, without a
     detour through pandas, an Arrow table."""
     n = len(frame) if isinstance(frame, pd.DataFrame) else frame.num_rows
-    x = np.empty((n, len(numeric) + len(categorical)), dtype=dtype)
+    x = np.empty((n, len(numeric) + len(categorical)), dtype=np.float64)
     for j, col in enumerate(numeric):
         x[:, j] = _floats(frame[col])
     for j, (col, cats) in enumerate(categorical.items(), start=len(numeric)):
