@@ -36,24 +36,30 @@ def _fail(message: str) -> None:
     raise click.ClickException(message)
 
 
+def _expected(exc: BaseException) -> bool:
+    """An error the workspace raises on purpose (bad input, missing data): shown as one line.
+    The classes are imported only when something failed, so start-up stays fast."""
+    from analytics_lib.models.registry import RegistryError
+    from analytics_lib.runner.runs import RunError
+    from analytics_lib.warehouse import WarehouseError
+    from analytics_lib.warehouse.sources import IngestError
+
+    return isinstance(exc, (IngestError, ConfigError, WarehouseError, FileNotFoundError, ValueError, KeyError,
+                            RegistryError, RunError))
+
+
 def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the workspace's expected errors into one-line messages."""
     import functools
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from analytics_lib.models.registry import RegistryError
-        from analytics_lib.runner import RunError
-        from analytics_lib.warehouse import WarehouseError
-        from analytics_lib.warehouse.sources import IngestError
-
         ctx = click.get_current_context()
         try:
             return func(*args, **kwargs)
-        except (IngestError, ConfigError, WarehouseError, FileNotFoundError, ValueError, KeyError,
-                RegistryError, RunError) as exc:
+        except Exception as exc:
             # MetricError, PeriodError and MissingRateError are ValueErrors too
-            if ctx.find_root().obj and ctx.find_root().obj.debug:
+            if not _expected(exc) or (ctx.find_root().obj and ctx.find_root().obj.debug):
                 raise
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             raise click.ClickException(str(message).splitlines()[0] if message else type(exc).__name__) from None
