@@ -164,15 +164,6 @@ def test_huge_and_inverted_date_ranges_are_refused(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "metrics owner: Period.between/Period.day build end + 1 day and the previous period without a "
-        "range check, so a date at the calendar's edge (0001-01-01, 9999-12-31) raises OverflowError, "
-        "which the CLI shows as a traceback; expected a one-line PeriodError. Remove this marker when fixed."
-    ),
-)
 @pytest.mark.parametrize(
     "args",
     [

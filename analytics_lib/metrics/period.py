@@ -14,10 +14,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 KINDS = ("day", "week", "month", "quarter", "year", "custom")
 MAX_DAYS = 366 * 20
+#: periods live inside these years (payment data does; it also keeps the previous period and the
+#: same period last year away from the calendar's edge, where date arithmetic overflows)
+FIRST_YEAR, LAST_YEAR = 1900, 2199
 
 
 class PeriodError(ValueError):
     """A period that cannot be parsed or makes no sense."""
+
+
+def _year_in_range(year: int) -> int:
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise PeriodError(f"year {year} is outside {FIRST_YEAR}-{LAST_YEAR}")
+    return year
 
 
 def _add_months(d: date, months: int) -> date:
@@ -49,32 +58,35 @@ class Period:
     # -- constructors ---------------------------------------------------------------------
     @classmethod
     def day(cls, d: date, timezone: str = "UTC") -> Period:
+        _year_in_range(d.year)
         return cls(d, d + timedelta(days=1), "day", timezone)
 
     @classmethod
     def week(cls, d: date, timezone: str = "UTC") -> Period:
+        _year_in_range(d.year)
         monday = d - timedelta(days=d.weekday())
         return cls(monday, monday + timedelta(days=7), "week", timezone)
 
     @classmethod
     def month(cls, year: int, month: int, timezone: str = "UTC") -> Period:
-        start = date(year, month, 1)
+        start = date(_year_in_range(year), month, 1)
         return cls(start, _add_months(start, 1), "month", timezone)
 
     @classmethod
     def quarter(cls, year: int, quarter: int, timezone: str = "UTC") -> Period:
-        start = date(year, 3 * (quarter - 1) + 1, 1)
+        start = date(_year_in_range(year), 3 * (quarter - 1) + 1, 1)
         return cls(start, _add_months(start, 3), "quarter", timezone)
 
     @classmethod
     def year(cls, year: int, timezone: str = "UTC") -> Period:
-        return cls(date(year, 1, 1), date(year + 1, 1, 1), "year", timezone)
+        return cls(date(_year_in_range(year), 1, 1), date(year + 1, 1, 1), "year", timezone)
 
     @classmethod
     def between(cls, start: date | str, end: date | str, timezone: str = "UTC") -> Period:
         """Explicit dates; ``end`` is inclusive (the last day reported), as people say it."""
         s = _as_date(start, "start")
         e = _as_date(end, "end")
+        _year_in_range(s.year), _year_in_range(e.year)
         if e < s:
             raise PeriodError(f"end {e} is before start {s}")
         return cls(s, e + timedelta(days=1), "custom", timezone)
