@@ -112,11 +112,12 @@ customer_line AS (
     FROM fraud_alerts a JOIN cust k USING (customer_id), since WHERE a.created_at >= since_at
 ),
 customer_history AS (
+    -- frames end 1 PRECEDING: an attempt's own row (ek = 2 x t) sees attempts before t (ek <= 2 x t - 2)
+    -- and what became known before t (ek <= 2 x t - 1); two counts share each running sum
     SELECT transaction_id, changed,
            sum(known) OVER (w ROWS UNBOUNDED PRECEDING) AS known_before,
-           sum(attempt) OVER (w RANGE BETWEEN 7200000000 PRECEDING AND 2 PRECEDING) AS attempts_1h,
-           sum(attempt + (changed::BIGINT << 32)) OVER (w RANGE BETWEEN 172800000000 PRECEDING AND 2 PRECEDING) AS day_before,
-           sum(failure) OVER (w RANGE BETWEEN 7200000000 PRECEDING AND CURRENT ROW) AS failures_1h
+           sum(attempt + (failure::BIGINT << 32)) OVER (w RANGE BETWEEN 7200000000 PRECEDING AND 1 PRECEDING) AS hour_before,
+           sum(attempt + (changed::BIGINT << 32)) OVER (w RANGE BETWEEN 172800000000 PRECEDING AND 1 PRECEDING) AS day_before
     FROM customer_line
     WINDOW w AS (PARTITION BY cid ORDER BY ek)
     QUALIFY attempt = 1
@@ -162,12 +163,12 @@ SELECT
     (c.campaign_id IS NOT NULL)::INTEGER AS from_campaign,
     (c.referrer_domain IS NULL)::INTEGER AS direct_visit,
     (c.discount_code IS NOT NULL)::INTEGER AS has_discount,
-    coalesce(h.attempts_1h, 0)::BIGINT AS customer_attempts_1h,
+    coalesce(h.hour_before & 4294967295, 0)::BIGINT AS customer_attempts_1h,
     coalesce(h.day_before & 4294967295, 0)::BIGINT AS customer_attempts_24h,
     (coalesce(h.day_before >> 32, 0) + coalesce(h.changed, 0))::BIGINT AS card_changes_24h,
     coalesce(ih.ip_attempts_1h, 0) AS ip_attempts_1h,
     coalesce(ih.ip_attempts_24h, 0) AS ip_attempts_24h,
-    coalesce(h.failures_1h, 0)::BIGINT AS failures_1h,
+    coalesce(h.hour_before >> 32, 0)::BIGINT AS failures_1h,
     (coalesce(h.known_before & 4294967295, 0) + coalesce(e.successes, 0))::BIGINT AS prior_successes,
     (coalesce(h.known_before >> 32, 0) + coalesce(ea.alerts, 0))::BIGINT AS prior_alerts
 FROM fraud_candidates c
