@@ -1,9 +1,8 @@
 """Model scoring benchmark: payment failure and fraud scored end to end on a warehouse.
 
-``python -m tests.benchmarks.models_suite --warehouse DIR [--score-rows N]`` (or the ``models``
-stage of ``python -m tests.benchmarks.run``) trains both models on a fresh 20,000-customer demo
-warehouse, then scores the most recent attempts of the warehouse under test that add up to
-``--score-rows`` candidates per model (every attempt if it holds fewer): failure scores every
+``python -m tests.benchmarks.models_suite --warehouse DIR [--score-rows N]`` trains both models on
+a fresh 20,000-customer demo warehouse, then scores the most recent attempts of the warehouse
+under test that add up to ``--score-rows`` candidates per model (every attempt if it holds fewer): failure scores every
 payment attempt, fraud every checkout attempt (``purchase`` and ``subscription_create``; renewals
 and dunning retries are merchant-initiated and not fraud-scored).
 
@@ -12,6 +11,9 @@ Arrow fetch, encoding, trees, and for fraud the isolation forest and the stackin
 of scores out) as wall seconds, CPU seconds and rows per second, then the same pipeline step by
 step, and the cost of building the platform's ``Prediction`` objects (explanations included) for
 100 attempts. Nothing is asserted: docs/performance.md records the numbers with the conditions.
+
+``stage_models(root)`` is the hook for ``tests/benchmarks/run.py`` (a stage that scores
+``root / "generated"``); run.py does not call it yet.
 """
 
 from __future__ import annotations
