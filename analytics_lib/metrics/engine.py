@@ -221,8 +221,12 @@ class MetricSession:
         con.execute("SET VARIABLE p_cut = ?::TIMESTAMPTZ", [cut.astimezone(UTC)])
         con.execute("SET VARIABLE p_cut_date = ?::DATE", [cut.date()])
         con.execute("SET VARIABLE p_cut_month = ?", [f"{cut.astimezone(UTC):%Y-%m}"])
+        # the zone's UTC offset when it is the same throughout the scope (no DST change inside):
+        # local times are then a shift of the instant, without ICU (sql/_scope.sql payments)
+        con.execute("SET VARIABLE p_local_offset_us = ?::BIGINT", [_fixed_offset_us(period.tz, start, end)])
         # fees are cached in 15-minute UTC buckets (sql/_history.sql fee_buckets)
         con.execute("SET VARIABLE p_fee_buckets = ?", [_on_quarter_hour(start) and _on_quarter_hour(end)])
+        con.execute("SET VARIABLE p_end_on_quarter_hour = ?", [_on_quarter_hour(end)])
         self._run_statement("_scope", "filtered_transactions")
         self._scope = scope
         self.ensure("payments")
@@ -326,6 +330,25 @@ class MetricSession:
         """Hold the lock and a scope for a block of queries."""
         with self.lock:
             yield self.scope(period, filters, currency)
+
+
+def _fixed_offset_us(tz: Any, start: datetime, end: datetime) -> int | None:
+    """The zone's UTC offset in microseconds if it does not change in ``[start, end]``, else None.
+
+    Checked every 15 minutes (zone offsets change at most a few times a year, never twice within
+    15 minutes) and at both ends; spans longer than 400 days are not checked (None)."""
+    if end - start > timedelta(days=400):
+        return None
+    first = start.astimezone(tz).utcoffset()
+    step = timedelta(minutes=15)
+    at = start
+    while at < end:
+        if at.astimezone(tz).utcoffset() != first:
+            return None
+        at += step
+    if end.astimezone(tz).utcoffset() != first or first is None:
+        return None
+    return first // timedelta(microseconds=1)
 
 
 def _on_quarter_hour(instant: datetime) -> bool:

@@ -7,7 +7,7 @@
 
 -- name: mrr_history
 -- keyed by: filters, currency, timezone, mrr_options
--- builds: mrr_subscription_states, mrr_customer_states, mrr_buckets, mrr_unconverted
+-- builds: mrr_subscription_states, mrr_plan_buckets, mrr_customer_states, mrr_buckets, mrr_unconverted
 --
 -- mrr_events_build: each subscription event with the monthly-normalised recurring revenue in force
 -- after it: price / billing_interval_months x (1 - discount_percent/100), converted at the rate of
@@ -69,7 +69,41 @@ SELECT currency, created_at, effective_ts FROM mrr_events_build WHERE unconverte
 CREATE OR REPLACE TEMP TABLE mrr_subscription_states AS
 SELECT product_id, billing_interval_months, mrr, event_type = 'trial_start' AS trialing, effective_ts,
        lead(effective_ts) OVER (PARTITION BY subscription_id ORDER BY effective_ts, created_at, event_id) AS next_ts
-FROM mrr_events_build;
+FROM mrr_events_build
+ORDER BY effective_ts;
+
+-- per 15-minute UTC bucket and plan (product and billing interval), how the events in it change
+-- the plan's totals: subscriptions in it (states), paying ones, trialing ones and MRR in integer
+-- millionths. An event adds its subscription to its plan and removes it from the plan of the
+-- subscription's previous event.
+CREATE OR REPLACE TEMP TABLE mrr_plan_buckets AS
+WITH ordered AS (
+    SELECT effective_ts, product_id, billing_interval_months,
+           CAST(round(mrr * 1000000) AS BIGINT) AS mrr_micro, event_type = 'trial_start' AS trialing,
+           lag(product_id) OVER w AS prev_product_id,
+           lag(billing_interval_months) OVER w AS prev_interval,
+           lag(CAST(round(mrr * 1000000) AS BIGINT)) OVER w AS prev_mrr_micro,
+           lag(event_type = 'trial_start') OVER w AS prev_trialing,
+           row_number() OVER w > 1 AS has_prev
+    FROM mrr_events_build
+    WINDOW w AS (PARTITION BY subscription_id ORDER BY effective_ts, created_at, event_id)
+),
+changes AS (
+    SELECT effective_ts, product_id, billing_interval_months, 1 AS states,
+           CAST(mrr_micro > 0 AS INTEGER) AS subscribers, CAST(trialing AS INTEGER) AS trialing, mrr_micro
+    FROM ordered
+    UNION ALL
+    SELECT effective_ts, prev_product_id, prev_interval, -1,
+           -CAST(prev_mrr_micro > 0 AS INTEGER), -CAST(prev_trialing AS INTEGER), -prev_mrr_micro
+    FROM ordered WHERE has_prev
+)
+SELECT time_bucket(INTERVAL 15 MINUTE, effective_ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+       product_id, billing_interval_months,
+       CAST(sum(states) AS BIGINT) AS states, CAST(sum(subscribers) AS BIGINT) AS subscribers,
+       CAST(sum(trialing) AS BIGINT) AS trialing, CAST(sum(mrr_micro) AS BIGINT) AS mrr_micro
+FROM changes
+GROUP BY ALL
+ORDER BY bucket;
 
 -- one row per subscription event: the customer's MRR over all their subscriptions after it
 -- (after_micro) and before it (before_micro), in integer millionths (every event's MRR is rounded

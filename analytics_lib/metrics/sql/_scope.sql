@@ -1,6 +1,7 @@
 -- Scope set-up: the period's rows, filtered and converted to the reporting currency, in one
 -- place. Variables: p_start/p_end (UTC instants of the period's local midnights), tz,
--- rc (reporting currency), f_<filter> (accepted values; empty = no filter).
+-- rc (reporting currency), f_<filter> (accepted values; empty = no filter), p_local_offset_us
+-- (the zone's UTC offset when it is constant over the scope, else NULL).
 -- Money columns ending in _rc are in major units of the reporting currency.
 
 -- name: filtered_transactions
@@ -26,7 +27,8 @@ SELECT
     t.fraud_indicators,
     is_successful(t.status) AS is_success,
     t.status = 'failed' AS is_failed,
-    timezone(getvariable('tz'), t.created_at) AS created_local,
+    CASE WHEN getvariable('p_local_offset_us') IS NULL THEN timezone(getvariable('tz'), t.created_at)
+         ELSE make_timestamp(epoch_us(t.created_at) + getvariable('p_local_offset_us')) END AS created_local,
     t.amount_minor / s.scale
         * CASE WHEN t.currency = getvariable('rc') THEN 1.0 ELSE f.factor END AS amount_rc,
     t.currency <> getvariable('rc') AND f.factor IS NULL AS missing_rate

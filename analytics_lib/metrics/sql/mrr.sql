@@ -131,23 +131,35 @@ WHERE EXISTS (SELECT 1 FROM mrr_customer_states)
 ORDER BY b.interval_no
 
 -- name: by_plan
--- MRR in force at the period end by plan (mrr_bounds interval 0 ends at the period end): each
--- subscription's last event strictly before it
--- requires: mrr_subscription_states
-WITH state AS (
-    SELECT s.product_id, s.billing_interval_months, s.mrr, s.trialing
-    FROM mrr_subscription_states s, (SELECT b_end AS t FROM mrr_bounds WHERE interval_no = 0) b
-    WHERE s.effective_ts < b.t AND (s.next_ts IS NULL OR s.next_ts >= b.t)
-)
+-- MRR in force at the period end by plan (mrr_bounds interval 0 ends at the period end, p_end):
+-- each subscription's last event strictly before it. When the end is on a quarter hour (every
+-- period's local midnight), the plan totals are the history's bucketed changes before it;
+-- otherwise the subscriptions' states are read one by one.
+-- requires: mrr_subscription_states, mrr_plan_buckets
+WITH plans AS (
+    SELECT product_id, billing_interval_months, sum(states) AS states, sum(subscribers) AS subscribers,
+           sum(trialing) AS trialing, sum(mrr_micro) AS mrr_micro
+    FROM mrr_plan_buckets
+    WHERE getvariable('p_end_on_quarter_hour') AND bucket < getvariable('p_end')
+    GROUP BY ALL
+    UNION ALL
+    SELECT s.product_id, s.billing_interval_months, count(*), count(*) FILTER (WHERE s.mrr > 0),
+           count(*) FILTER (WHERE s.trialing), sum(CAST(round(s.mrr * 1000000) AS BIGINT))
+    FROM mrr_subscription_states s
+    WHERE NOT getvariable('p_end_on_quarter_hour')
+      AND s.effective_ts < getvariable('p_end') AND (s.next_ts IS NULL OR s.next_ts >= getvariable('p_end'))
+    GROUP BY ALL
+),
+state AS (SELECT * FROM plans WHERE states > 0)
 SELECT
     state.product_id,
     coalesce(any_value(p.name), state.product_id) AS plan_name,
     CASE any_value(state.billing_interval_months) WHEN 12 THEN 'annual' WHEN 1 THEN 'monthly' ELSE 'other' END AS plan_type,
-    count(*) FILTER (WHERE mrr > 0) AS subscribers,
-    count(*) FILTER (WHERE trialing) AS trialing,
-    sum(mrr) AS mrr,
-    sum(mrr) / nullif(sum(sum(mrr)) OVER (), 0) AS share_of_mrr
+    CAST(sum(subscribers) AS BIGINT) AS subscribers,
+    CAST(sum(trialing) AS BIGINT) AS trialing,
+    sum(mrr_micro) / 1000000 AS mrr,
+    sum(mrr_micro) / nullif(sum(sum(mrr_micro)) OVER (), 0) AS share_of_mrr
 FROM state LEFT JOIN products p USING (product_id)
 GROUP BY state.product_id
-HAVING count(*) FILTER (WHERE mrr > 0) > 0 OR count(*) FILTER (WHERE trialing) > 0
+HAVING sum(subscribers) > 0 OR sum(trialing) > 0
 ORDER BY mrr DESC, product_id
