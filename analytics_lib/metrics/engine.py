@@ -10,6 +10,7 @@ names and time grains come from allow-lists.
 
 from __future__ import annotations
 
+import importlib
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,6 +41,12 @@ FILTER_COLUMNS: dict[str, str] = {
     "discount_code": "discount_code",
 }
 GRAINS = ("hour", "day", "week", "month")
+#: query engines by name (``Settings.engine``, PAYMENT_ANALYTICS_ENGINE) -> the session class that
+#: runs the metric SQL ("module:class", imported when chosen: pyspark only for ``spark``)
+ENGINES: dict[str, str] = {
+    "duckdb": "analytics_lib.metrics.engine:MetricSession",
+    "spark": "analytics_lib.metrics.spark:SparkMetricSession",
+}
 
 
 class MetricError(ValueError):
@@ -150,8 +157,13 @@ class MetricSession:
     @classmethod
     def open(cls, warehouse: Warehouse | str | None = None, as_of: datetime | dict[str, int] | None = None,
              settings: Settings | None = None) -> MetricSession:
+        """A session on the warehouse's snapshot, on the configured engine (``engine: spark`` opens
+        a :class:`~analytics_lib.metrics.spark.SparkMetricSession`)."""
         wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse, settings)
-        return cls(wh.snapshot(as_of=as_of), settings or wh.settings, owns_snapshot=True)
+        settings = settings or wh.settings
+        if cls is MetricSession and settings.engine != "duckdb":
+            return engine_class(settings.engine).open(wh, as_of, settings)
+        return cls(wh.snapshot(as_of=as_of), settings, owns_snapshot=True)
 
     def close(self) -> None:
         if self._owns:
@@ -349,6 +361,14 @@ def _fixed_offset_us(tz: Any, start: datetime, end: datetime) -> int | None:
     if end.astimezone(tz).utcoffset() != first or first is None:
         return None
     return first // timedelta(microseconds=1)
+
+
+def engine_class(name: str) -> type[MetricSession]:
+    """The session class of a query engine (see ``ENGINES``)."""
+    if name not in ENGINES:
+        raise MetricError(f"unknown engine {name!r}; engines: {', '.join(ENGINES)}")
+    module, _, attribute = ENGINES[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def _on_quarter_hour(instant: datetime) -> bool:

@@ -118,7 +118,9 @@ grouped AS (
         count(*) AS transactions,
         count(*) FILTER (WHERE is_failed) AS failed,
         count(*) FILTER (WHERE is_failed) / count(*) AS failure_rate,
-        mode(failure_reason) FILTER (WHERE is_failed) AS top_failure_reason
+        -- the most frequent reason; of equally frequent ones the first by name (mode(x) would
+        -- take whichever the scan met first, which differs between runs and engines)
+        mode() WITHIN GROUP (ORDER BY failure_reason) FILTER (WHERE is_failed) AS top_failure_reason
     FROM tagged
     GROUP BY GROUPING SETS ((payment_method), (provider), (country), (amount_band), (attempt))
 )
