@@ -186,14 +186,27 @@ def ingest(obj: _Context, path: Path | None, source: str | None, mapping: Path |
 @click.option("--retention-hours", type=click.IntRange(min=0), default=168, show_default=True,
               help="Keep replaced files this long so running readers never lose them.")
 @click.option("--no-vacuum", is_flag=True, help="Compact only; delete nothing.")
+@click.option("--no-warm", is_flag=True, help="Do not rebuild the metric layer's history cache afterwards.")
 @click.pass_obj
 @_friendly_errors
-def maintain(obj: _Context, retention_hours: int, no_vacuum: bool) -> None:
-    """Compact small files, checkpoint and vacuum every table."""
-    report = obj.warehouse().compact(retention_hours=retention_hours, vacuum=not no_vacuum)
+def maintain(obj: _Context, retention_hours: int, no_vacuum: bool, no_warm: bool) -> None:
+    """Compact small files, checkpoint and vacuum every table, then warm the metric history cache
+    (so the next report or dashboard does not rebuild history from all of the data)."""
+    import time
+
+    warehouse = obj.warehouse()
+    report = warehouse.compact(retention_hours=retention_hours, vacuum=not no_vacuum)
     for table, info in report.items():
         click.echo(f"{table:<20} files {info['files_before']:>5} -> {info['files_after']:<5} "
                    f"vacuumed {info['files_removed_by_vacuum']:>4}  version {info['version']}")
+    if no_warm or "://" in warehouse.location or warehouse.versions().get("transactions", -1) < 0:
+        return
+    from analytics_lib import metrics
+
+    started = time.monotonic()
+    period = metrics.Period.parse("yesterday", timezone=warehouse.settings.timezone)
+    metrics.comprehensive_analytics(period, {}, warehouse=warehouse)
+    click.echo(f"metric history cache warmed in {time.monotonic() - started:.1f} s")
 
 
 @main.command()

@@ -256,7 +256,10 @@ class MetricSession:
         key = self.current if family == "_scope" else self._history_key(block)
         if self._built.get(block) == key:
             return
-        self._run_statement(family, block)
+        if family == "_scope":
+            self._run_statement(family, block)
+        else:
+            self._build_history(block, sql, key)
         self._built[block] = key
         if family != "_scope":
             return  # history keeps rows without a rate; a scope reports them when it needs them
@@ -272,6 +275,20 @@ class MetricSession:
             if missing:
                 del self._built[block]
                 raise MissingRateError(self._missing_rate_message(*missing[0]))
+
+    def _build_history(self, block: str, sql: str, key: tuple) -> None:
+        """Build a history block, or read it from the persistent cache (metrics/cache.py) when
+        the same SQL and key were built on the same warehouse versions before."""
+        from analytics_lib.metrics.cache import HistoryCache, cacheable, digest
+
+        cache = HistoryCache.for_warehouse(self.snapshot.location) if cacheable(sql) else None
+        tables = _directive(sql, "builds") or [block]
+        entry = digest(block, sql, key, self.versions) if cache else ""
+        if cache and cache.load(self.con, block, entry, tables):
+            return
+        self._run_statement("_history", block)
+        if cache:
+            cache.store(self.con, block, entry, tables)
 
     def forget_scope(self) -> None:
         """Forget the scope and every table built for one (history tables stay): the next scope
