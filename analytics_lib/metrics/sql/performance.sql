@@ -21,8 +21,8 @@ WITH p AS (
            count(*) FILTER (WHERE outcome_type = 'authorized')
                / nullif(count(*) FILTER (WHERE outcome_type IN ('authorized', 'issuer_declined')), 0) AS authorization_rate,
            coalesce(sum(amount_rc) FILTER (WHERE is_success), 0) AS gross_revenue,
-           quantile_cont(milliseconds_between(created_at, completed_at), 0.5) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p50_ms,
-           quantile_cont(milliseconds_between(created_at, completed_at), 0.95) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p95_ms,
+           quantile_cont(milliseconds_between(created_at, completed_at), [0.5, 0.95])
+               FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_ms,
            count(*) FILTER (WHERE outcome_type = 'provider_error') / count(*) AS provider_error_rate,
            count(*) FILTER (WHERE attempt_number > 1) AS retries
     FROM payments GROUP BY ALL
@@ -35,7 +35,7 @@ names AS (SELECT provider FROM p UNION SELECT provider FROM r UNION SELECT provi
 SELECT n.provider,
        coalesce(p.transactions, 0) AS transactions, coalesce(p.successful, 0) AS successful,
        coalesce(p.failed, 0) AS failed, p.success_rate, p.authorization_rate,
-       coalesce(p.gross_revenue, 0) AS gross_revenue, p.latency_p50_ms, p.latency_p95_ms,
+       coalesce(p.gross_revenue, 0) AS gross_revenue, p.latency_ms[1] AS latency_p50_ms, p.latency_ms[2] AS latency_p95_ms,
        p.provider_error_rate, coalesce(p.retries, 0) AS retries,
        coalesce(r.refunds, 0) AS refunds, coalesce(d.chargebacks, 0) AS chargebacks,
        coalesce(f.fees, 0) AS fees,
@@ -47,15 +47,19 @@ LEFT JOIN f USING (provider)
 ORDER BY transactions DESC, provider
 
 -- name: provider_methods
-SELECT provider, payment_method,
-       count(*) AS transactions,
-       count(*) FILTER (WHERE is_success) / count(*) AS success_rate,
-       count(*) FILTER (WHERE outcome_type = 'authorized')
-           / nullif(count(*) FILTER (WHERE outcome_type IN ('authorized', 'issuer_declined')), 0) AS authorization_rate,
-       quantile_cont(milliseconds_between(created_at, completed_at), 0.5) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p50_ms,
-       quantile_cont(milliseconds_between(created_at, completed_at), 0.95) FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_p95_ms
-FROM payments
-GROUP BY ALL
+SELECT provider, payment_method, transactions, success_rate, authorization_rate,
+       latency_ms[1] AS latency_p50_ms, latency_ms[2] AS latency_p95_ms
+FROM (
+    SELECT provider, payment_method,
+           count(*) AS transactions,
+           count(*) FILTER (WHERE is_success) / count(*) AS success_rate,
+           count(*) FILTER (WHERE outcome_type = 'authorized')
+               / nullif(count(*) FILTER (WHERE outcome_type IN ('authorized', 'issuer_declined')), 0) AS authorization_rate,
+           quantile_cont(milliseconds_between(created_at, completed_at), [0.5, 0.95])
+               FILTER (WHERE is_success AND completed_at IS NOT NULL) AS latency_ms
+    FROM payments
+    GROUP BY ALL
+)
 ORDER BY provider, transactions DESC, payment_method
 
 -- name: error_mix
