@@ -59,6 +59,9 @@ COLUMNS: tuple[str, ...] = (
     "alert_id", "alert_type", "severity", "value", "expected_value", "unit", "confidence",
     "subject", "message", "detected_at", "window_start", "window_end",
 )
+#: the rules whose cost follows the window (all but the country rule, which reads the customers'
+#: lookback): what a dashboard can run on every refresh
+WINDOW_RULES: tuple[str, ...] = tuple(r for r in ALERT_TYPES if r != "unusual_country")
 #: the reference document's high-value threshold ($10,000), here in the reporting currency
 DEFAULT_HIGH_VALUE_THRESHOLD = 10_000.0
 

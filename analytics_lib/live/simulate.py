@@ -60,6 +60,11 @@ NEW_CUSTOMER_WINDOW = timedelta(days=1)
 #: lifecycle events up to this long after settlement keep their real delay (fees, fraud rules);
 #: what comes later (reviews, refunds, disputes) is compressed
 REAL_TIME_HORIZON = timedelta(seconds=5)
+#: a payment that settles within this time is written once, settled (an update costs a MERGE)
+HOLD_PENDING = timedelta(seconds=60)
+#: held-back changes are flushed at most every this many times the last flush's write time, so a
+#: large warehouse, where a MERGE takes long, spends at most about a tenth of its time on them
+FLUSH_COST_FACTOR = 10.0
 #: the ingest_batches record of a run is refreshed this often
 RECORD_EVERY_SECONDS = 60.0
 
@@ -119,8 +124,9 @@ class SimulationOptions:
     update_seconds : float, default 10
         Changes to rows already written (a pending payment settling, a refund or dispute
         changing a payment's status, a dispute closing, an alert reviewed) are written together
-        this often, in one MERGE per table; new rows are appended every batch. A payment that
-        settles within a batch is written once, settled.
+        this often, in one MERGE per table, and at most every ten times the last such write's
+        duration (a MERGE on a large warehouse takes long); new rows are appended every batch.
+        A payment that settles within a minute is written once, settled.
     compact_every : float, optional
         Seconds between compactions of the warehouse (``Warehouse.compact``); None leaves it to
         ``payment-analytics maintain``.
@@ -386,6 +392,7 @@ class LiveSimulator:
         self._fx_days: set[date] = set()
         self._updates: dict[str, dict[str, dict]] = defaultdict(dict)
         self._last_flush: datetime | None = None
+        self._flush_cost = 0.0
         self._updated = 0
         self._inserted = 0
 
@@ -423,7 +430,9 @@ class LiveSimulator:
         new, payments = self._collect(now)
         batch = {table: list(rows.values()) for table, rows in new.items()}
         if flush is None:
-            flush = self._last_flush is None or (now - self._last_flush).total_seconds() >= self.options.update_seconds
+            interval = max(self.options.update_seconds, FLUSH_COST_FACTOR * self._flush_cost)
+            flush = self._last_flush is None or (now - self._last_flush).total_seconds() >= interval
+        flush = flush and bool(self._updates)
         if flush:
             for table, rows in self._updates.items():
                 batch.setdefault(table, []).extend(rows.values())
@@ -433,6 +442,8 @@ class LiveSimulator:
         written = self._write(batch, now)
         result.rows = written
         result.seconds = time.perf_counter() - started
+        if flush:
+            self._flush_cost = result.seconds
         s = self.summary
         s.batches += 1
         s.payments += result.payments
@@ -524,8 +535,9 @@ class LiveSimulator:
             elif status == "failed":
                 final["failed_at"] = t["failed_at"] + shift if t["failed_at"] else created
             settles = max(settled_at + shift, created)
-            if settles - created <= timedelta(seconds=self.options.batch_seconds):
-                # settles within a batch: written once, settled, when it settles
+            if settles - created <= max(HOLD_PENDING, timedelta(seconds=self.options.batch_seconds)):
+                # settles soon (most card and wallet payments, 3-D Secure challenges): written
+                # once, settled, when it settles: no update of a written row
                 written = settles
                 self._push(settles, "insert", "transactions", {**row, **final}, tid)
             else:  # pending first (3-D Secure, manual review, bank transfer), settled later
