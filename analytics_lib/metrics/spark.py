@@ -311,14 +311,30 @@ class SparkTranspiler:
         named = dict(params) if isinstance(params, Mapping) else {}
         position = iter(range(len(positional)))
 
+        def value_of(node: exp.Expression) -> Any:
+            arg = node.expressions[0] if node.expressions else None
+            if not isinstance(arg, exp.Literal) or not arg.is_string:
+                raise MetricError("getvariable() takes a variable name")
+            if arg.this not in variables:
+                raise MetricError(f"variable {arg.this!r} is not set")
+            return variables[arg.this]
+
         def bind(node: exp.Expression) -> exp.Expression:
-            if isinstance(node, exp.Anonymous) and node.name.lower() == "getvariable":
-                arg = node.expressions[0] if node.expressions else None
-                if not isinstance(arg, exp.Literal) or not arg.is_string:
-                    raise MetricError("getvariable() takes a variable name")
-                if arg.this not in variables:
-                    raise MetricError(f"variable {arg.this!r} is not set")
-                return binder.bind(variables[arg.this])
+            # a list variable: its length is a number; membership an IN list (FALSE when empty,
+            # as DuckDB's list_contains; NULL for a NULL value, as DuckDB's)
+            if isinstance(node, (exp.Length, exp.ArraySize)) and _is_call(node.this, "getvariable"):
+                value = value_of(node.this)
+                if isinstance(value, (list, tuple)):
+                    return exp.Literal.number(len(value))
+            if isinstance(node, exp.ArrayContains) and _is_call(node.this, "getvariable"):
+                value = value_of(node.this)
+                if isinstance(value, (list, tuple)):
+                    if not value:
+                        return exp.false()
+                    item = node.expression.copy().transform(bind)
+                    return exp.Paren(this=exp.In(this=item, expressions=[binder.bind(v) for v in value]))
+            if _is_call(node, "getvariable"):
+                return binder.bind(value_of(node))
             if isinstance(node, exp.Placeholder):
                 if node.name:
                     if node.name not in named:
@@ -1045,6 +1061,11 @@ class SparkMetricSession(MetricSession):
         super()._setup()
         for statement in spark_queries("_session").values():  # Spark versions of macros
             self.con.execute(statement)
+
+    def _build_history(self, block: str, sql: str, key: tuple) -> None:
+        """History tables are built on Spark each session: the persistent history cache
+        (metrics/cache.py) stores and reads DuckDB tables."""
+        self._run_statement("_history", block)
 
     def _run_statement(self, family: str, name: str) -> None:
         sql = spark_queries(family).get(name) or load_queries(family)[name]
