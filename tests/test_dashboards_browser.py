@@ -121,7 +121,17 @@ class Servers:
         raise AssertionError(f"no {role} server process")
 
     def kernels(self, role: str) -> int:
-        return sum("ipykernel_launcher" in " ".join(c.cmdline()) for c in self.voila_process(role).children(recursive=True))
+        """Live kernel processes of the role's server (exited ones not yet reaped do not count)."""
+        import psutil
+
+        count = 0
+        for child in self.voila_process(role).children(recursive=True):
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and "ipykernel_launcher" in " ".join(child.cmdline()):
+                    count += 1
+            except psutil.Error:
+                continue
+        return count
 
     def settled_kernels(self, role: str, timeout: float = 60.0) -> int:
         """The kernel count once it has not changed for 4 s (the preheated pool refills)."""
@@ -159,7 +169,12 @@ def servers(warehouse_dir, tmp_path_factory) -> Iterator[Servers]:
             assert process.poll() is None, (runtime / "serve.out").read_text()[-2000:]
             assert time.monotonic() < deadline, "the dashboard servers did not start in 240 s"
             time.sleep(0.5)
-        yield Servers(process, base, tokens, runtime)
+        servers = Servers(process, base, tokens, runtime)
+        # a warm server: every dashboard's preheated kernel is ready before the first page opens
+        for role, dashboards in (("executive", 1), ("operations", 1), ("finance", 2), ("developer", 2)):
+            while servers.settled_kernels(role) < dashboards:
+                assert time.monotonic() < deadline + 240, f"the {role} kernels were not preheated in time"
+        yield servers
     finally:
         try:
             started = [c.pid for c in psutil.Process(process.pid).children(recursive=True)]

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from analytics_lib import metrics
 from analytics_lib.dashboards import charts
@@ -43,7 +42,7 @@ class Panel:
 
     title: str
     kpis: list[tuple[str, KPI]] = field(default_factory=list)
-    figure: go.Figure | None = None
+    figure: charts.Figure | None = None
     table: pd.DataFrame | None = None
     note: str = ""
     #: show the table under the chart too (by default a table is shown only without a chart)

@@ -9,6 +9,7 @@ pages (redirect to the login page), on the kernel websocket and on the kernel AP
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -36,6 +37,7 @@ from analytics_lib.dashboards.roles import (
 from analytics_lib.dashboards.server import JUPYTER_DATA, TEMPLATE
 
 HOST = "127.0.0.1"
+FRONTEND_EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widgets-manager8", "jupyterlab-plotly")
 DEFAULT_PORT_BASE = 8866
 NOTEBOOKS = PROJECT_ROOT / "notebooks" / "dashboards"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -123,6 +125,9 @@ def command(role: Role, folder: Path, port: int, options: ServeOptions) -> list[
         "--VoilaConfiguration.theme=light",
         "--VoilaConfiguration.show_tracebacks=False",
         "--VoilaConfiguration.strip_sources=True",
+        # only the front-end extensions the dashboards use: fewer scripts to load, and nothing an
+        # extension installed later into the environment could fetch from a CDN
+        "--VoilaConfiguration.extension_allowlist=" + json.dumps(list(FRONTEND_EXTENSIONS)),
         f"--VoilaExecutor.timeout={int(options.cell_timeout)}",
         "--VoilaConfiguration.multi_kernel_manager_class=analytics_lib.dashboards.server.CullingKernelManager",
         f"--CullingKernelManager.cull_unconnected_after={float(options.cull_after)}",

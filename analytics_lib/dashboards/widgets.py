@@ -52,6 +52,8 @@ ALL = "all"
 #: widget ids shown as full-width rows above the chart grid (KPI cards) and below it (alert tables)
 KPI_TILES = ("kpis", "revenue_overview", "kpi_grid", "net_revenue", "api_kpis")
 WIDE_TILES = ("fraud_alerts", "anomalies")
+#: seconds after the page's widgets exist before the charts are sent anyway
+CHART_RELEASE_FALLBACK_S = 4.0
 
 
 @cache
@@ -78,37 +80,58 @@ def table_html(panel: Panel, currency: str) -> str:
 
 
 class Tile:
-    """One widget id on the page: a title, KPI cards or a chart, a table, a note."""
+    """One widget id on the page: an HTML part (title, KPI cards, table, note) and an ``Output``
+    for its chart. Two widgets per tile keep the page's widget count, and so its first render,
+    small.
+
+    Charts are held back until the page exists (:meth:`release_charts`): measured here, a page
+    whose widget state already holds six plotly figures shows nothing for about 4 s more on a busy
+    2-core machine, because the browser draws the charts before the KPI row appears; sent right
+    after the page is up, they are drawn while the KPIs are already on screen."""
 
     def __init__(self, widget_id: str, spec_title: str):
         self.widget_id = widget_id
-        self.title = w.HTML(f'<div class="pa-dash pa-panel-title">{html.escape(spec_title)}</div>')
-        self.kpis = w.HTML(layout=w.Layout(display="none"))
+        self.html = w.HTML(f'<div class="pa-dash pa-panel-title">{html.escape(spec_title)}</div>')
         self.chart = w.Output(layout=w.Layout(display="none", height=f"{charts.TILE_HEIGHT}px"))
         self.chart.add_class("pa-chart-out")
-        self.table = w.HTML(layout=w.Layout(display="none"))
-        self.box = w.VBox([self.title, self.kpis, self.chart, self.table],
-                          layout=w.Layout(padding="0 6px", overflow="hidden"))
+        self.box = w.VBox([self.html, self.chart], layout=w.Layout(padding="0 6px", overflow="hidden"))
         self.box.add_class(f"pa-tile-{widget_id}")
         self._digest: str | None = None
+        self._pending: tuple[dict[str, Any], str, int] | None = None
+        self.charts_released = False
 
     def show(self, panel: Panel, currency: str) -> None:
-        self.title.value = f'<div class="pa-dash pa-panel-title">{html.escape(panel.title)}</div>'
-        self.title.layout.display = "none" if panel.figure is not None else None  # the chart has its own title
+        parts = []
+        if panel.figure is None:  # a chart carries its own title
+            parts.append(f'<div class="pa-dash pa-panel-title">{html.escape(panel.title)}</div>')
         if panel.kpis:
-            _set(self.kpis, kpi_html(panel, currency))
+            parts.append(kpi_html(panel, currency))
+        if (panel.figure is None or panel.table_below) and (panel.table is not None or panel.note):
+            parts.append(table_html(panel, currency))
+        elif panel.note:
+            parts.append(f'<div class="pa-dash"><p class="pa-note">{html.escape(panel.note)}</p></div>')
+        _set(self.html, "".join(parts))
         if panel.figure is not None:
             output, digest = charts.bundle(panel.figure)
-            if digest != self._digest:  # only a changed chart is sent to the browser again
-                # plotly's renderer sizes itself to its container: give the container the figure's height
-                self.chart.layout.height = f"{int(panel.figure.layout.height or charts.TILE_HEIGHT)}px"
-                self.chart.outputs = (output,)
-                self._digest = digest
+            height = charts.figure_height(panel.figure)
+            # the chart's frame is there at once (the page does not jump when the chart arrives)
+            self.chart.layout.height = f"{height}px"
             self.chart.layout.display = None
-        if (panel.figure is None or panel.table_below) and (panel.table is not None or panel.note):
-            _set(self.table, table_html(panel, currency))
-        elif panel.note:
-            _set(self.table, f'<div class="pa-dash"><p class="pa-note">{html.escape(panel.note)}</p></div>')
+            if digest != self._digest:
+                self._pending = (output, digest, height)
+                if self.charts_released:
+                    self._send()
+
+    def release_charts(self) -> None:
+        """Send the chart (and every later change of it) to the browser."""
+        self.charts_released = True
+        if self._pending is not None:
+            self._send()
+
+    def _send(self) -> None:
+        output, digest, _ = self._pending  # type: ignore[misc]
+        self.chart.outputs = (output,)  # only a changed chart is sent to the browser again
+        self._digest, self._pending = digest, None
 
 
 def _set(widget: w.HTML, value: str) -> None:
@@ -216,16 +239,21 @@ class Dashboard:
         self.clock_widget.observe(self._on_tick, names="value")
         self.clock_widget.observe(self._on_views, names="_view_count")
         self.clock_widget.observe(self._on_clock_interval, names="interval")
-        toolbar = w.HBox([self.live, self.interval, self.refresh_button, self.clock_widget],
+        self.page_shown = w.Button(description="", layout=w.Layout(display="none"))
+        self.page_shown.add_class("pa-page-shown")
+        self.page_shown.on_click(lambda _: self.release_charts())
+        self._release_timer: threading.Timer | None = None
+        toolbar = w.HBox([self.live, self.interval, self.refresh_button, self.clock_widget, self.page_shown],
                          layout=w.Layout(flex_flow="row wrap", align_items="center"))
         self.tiles = {wid: Tile(wid, wid.replace("_", " ").capitalize()) for wid in self.widgets}
         # KPI rows lead, charts share a grid, long tables (alerts) follow at full width
         top = [t.box for wid, t in self.tiles.items() if wid in KPI_TILES]
         grid = [t.box for wid, t in self.tiles.items() if wid not in KPI_TILES and wid not in WIDE_TILES]
         bottom = [t.box for wid, t in self.tiles.items() if wid in WIDE_TILES]
-        body: list[w.Widget] = [*top, w.GridBox(grid, layout=w.Layout(
-            grid_template_columns="repeat(auto-fit, minmax(420px, 1fr))", grid_gap="8px", width="100%")), *bottom]
-        parts: list[w.Widget] = [self.header, self.filters, toolbar, self.status, self.message, *body]
+        # three outputs, displayed one after the other: the browser draws each as soon as its own
+        # widgets exist, so the KPIs are on screen before plotly has drawn the first chart
+        head: list[w.Widget] = [self.header, self.filters, toolbar, self.status, self.message, *top]
+        tail: list[w.Widget] = list(bottom)
         if self.export_formats:
             self.export_format = w.Dropdown(options=[(f.upper(), f) for f in self.export_formats],
                                             value=self.export_formats[0], description="Export",
@@ -233,10 +261,14 @@ class Dashboard:
             self.export_button = w.Button(description="Prepare download", layout=w.Layout(width="150px"))
             self.export_link = w.HTML()
             self.export_button.on_click(lambda _: self.request_export(self.export_format.value))
-            parts.append(w.HBox([self.export_format, self.export_button, self.export_link],
-                                layout=w.Layout(align_items="center", margin="12px 0 0 0")))
-        self.root = w.VBox(parts, layout=w.Layout(width="100%"))
-        self.root.add_class("pa-dashboard")
+            tail.append(w.HBox([self.export_format, self.export_button, self.export_link],
+                               layout=w.Layout(align_items="center", margin="12px 0 0 0")))
+        self.parts = (
+            w.VBox(head, layout=w.Layout(width="100%")),
+            w.GridBox(grid, layout=w.Layout(grid_template_columns="repeat(auto-fit, minmax(420px, 1fr))",
+                                            grid_gap="8px", width="100%")),
+            w.VBox(tail, layout=w.Layout(width="100%")),
+        )
         self._export_lock = threading.Lock()
 
     # -- showing ---------------------------------------------------------------------------------
@@ -244,7 +276,8 @@ class Dashboard:
         """Display the page and start the refresh worker; the first data follows at once (a
         preheated kernel has it before anyone looks, and refreshes again when someone does)."""
         self._status()
-        display(self.root)
+        for part in self.parts:
+            display(part)
         self.refresher.start()
         self.refresher.request(force=True)
 
@@ -313,11 +346,24 @@ class Dashboard:
         self._status()
 
     def _on_views(self, change: dict[str, Any]) -> None:
-        # Play ignores playing=True until a view exists: start the clock when the page shows it,
-        # and refresh at once (a preheated kernel loaded its data before anyone looked)
-        if (change["new"] or 0) > 0 and self.live.value:
+        # the page exists: start the clock (Play ignores playing=True until a view exists) and
+        # refresh at once (a preheated kernel loaded its data before anyone looked). The charts
+        # held back so far (see Tile) go out when the page says it is on screen (the template's
+        # script clicks the hidden "page shown" button), at the latest a few seconds from now.
+        if (change["new"] or 0) <= 0:
+            return
+        if not self._release_timer:  # in case the page never says it is shown (JupyterLab)
+            self._release_timer = threading.Timer(CHART_RELEASE_FALLBACK_S, self.release_charts)
+            self._release_timer.daemon = True
+            self._release_timer.start()
+        if self.live.value:
             self.clock_widget.playing = True
             self.refresher.request(force=True)
+
+    def release_charts(self) -> None:
+        with self._lock:
+            for tile in self.tiles.values():
+                tile.release_charts()
 
     def _on_tick(self, change: dict[str, Any]) -> None:
         if self.live.value:
