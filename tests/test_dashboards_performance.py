@@ -31,8 +31,8 @@ from tests.test_dashboards_browser import (
     _count,
     _kpi,
     _open,
-    context,  # noqa: F401 - fixtures
     chromium,  # noqa: F401
+    context,  # noqa: F401 - fixtures
     servers,  # noqa: F401
     warehouse_dir,  # noqa: F401
 )
