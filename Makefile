@@ -63,6 +63,9 @@ test-quick: install ## Run the tests without the slow ones
 lab: install ## Start JupyterLab on the workspace
 	$(BIN)/jupyter lab --notebook-dir=.
 
+dashboards: install ## Serve the role dashboards (Voila on 127.0.0.1; tokens: docs/dashboards.md)
+	$(BIN)/payment-analytics dashboards serve $(DASHBOARD_ARGS)
+
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check analytics_lib tests
 	$(BIN)/ruff format --check analytics_lib tests
