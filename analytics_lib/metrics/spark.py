@@ -1062,11 +1062,6 @@ class SparkMetricSession(MetricSession):
         for statement in spark_queries("_session").values():  # Spark versions of macros
             self.con.execute(statement)
 
-    def _build_history(self, block: str, sql: str, key: tuple) -> None:
-        """History tables are built on Spark each session: the persistent history cache
-        (metrics/cache.py) stores and reads DuckDB tables."""
-        self._run_statement("_history", block)
-
     def _run_statement(self, family: str, name: str) -> None:
         sql = spark_queries(family).get(name) or load_queries(family)[name]
         self.con.execute(sql)
