@@ -301,6 +301,20 @@ def test_engine_is_chosen_by_configuration(spark, golden):
         assert type(session) is m.MetricSession
 
 
+def test_spark_builds_history_tables_itself(engines, monkeypatch):
+    """The persistent history cache holds tables DuckDB built: Spark never reads (nor writes) it,
+    or its numbers would be DuckDB's."""
+    cache = pytest.importorskip("analytics_lib.metrics.cache")
+    from analytics_lib.metrics.spark import SparkMetricSession
+
+    calls: list[str] = []
+    monkeypatch.setattr(cache.HistoryCache, "load", lambda self, con, block, *a: calls.append(block) or False)
+    monkeypatch.setattr(cache.HistoryCache, "store", lambda self, con, block, *a: calls.append(block))
+    with SparkMetricSession.open(engines.warehouses["golden"], spark=engines.spark) as session:
+        assert m.customer_analytics(session, MAY).summary["total_customers"] == 4
+    assert calls == []
+
+
 def test_a_missing_rate_is_the_same_error_on_spark(engines):
     june = Period.month(2024, 6, "UTC")  # t11 on 06-29, after the last TRY rate
     messages = []

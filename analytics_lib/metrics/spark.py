@@ -1062,6 +1062,12 @@ class SparkMetricSession(MetricSession):
         for statement in spark_queries("_session").values():  # Spark versions of macros
             self.con.execute(statement)
 
+    def _build_history(self, block: str, sql: str, key: tuple) -> None:
+        """Spark builds every history table itself: the persistent history cache
+        (metrics/cache.py) holds tables that DuckDB built (read back, they would make Spark's
+        numbers DuckDB's), and its reads and writes are DuckDB statements."""
+        self._run_statement("_history", block)
+
     def _run_statement(self, family: str, name: str) -> None:
         sql = spark_queries(family).get(name) or load_queries(family)[name]
         self.con.execute(sql)
