@@ -10,7 +10,8 @@ floating-point sums were added (relative 1e-9), and every table must have the sa
 types and row order.
 
 Spark runs in this process (``local[2]``) on 127.0.0.1 only, without its web UI, and is stopped
-when the module ends. Whole-stage code generation is off here: on a few thousand rows compiling
+when the module ends. Every test that starts Spark is ``slow`` (Spark alone takes 20-40 s to
+start); the translation's unit tests are not. Whole-stage code generation is off here: on a few thousand rows compiling
 each query costs more than it saves (it changes no result).
 """
 
@@ -274,6 +275,7 @@ def test_realtime_equal_on_spark(results, scenario):
     assert_same_section(duck, spark, f"{scenario}.realtime")
 
 
+@pytest.mark.slow
 def test_the_golden_numbers_hold_on_spark(results):
     """Spark gives the hand-worked numbers of tests/test_metrics_golden.py, not only DuckDB's."""
     spark = results("golden", "spark")["all"]
@@ -290,6 +292,7 @@ def test_the_golden_numbers_hold_on_spark(results):
 # -- configuration, errors, hostile input ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_engine_is_chosen_by_configuration(spark, golden):
     from analytics_lib.metrics.spark import SparkMetricSession
 
@@ -301,6 +304,7 @@ def test_engine_is_chosen_by_configuration(spark, golden):
         assert type(session) is m.MetricSession
 
 
+@pytest.mark.slow
 def test_spark_builds_history_tables_itself(engines, monkeypatch):
     """The persistent history cache holds tables DuckDB built: Spark never reads (nor writes) it,
     or its numbers would be DuckDB's."""
@@ -315,6 +319,7 @@ def test_spark_builds_history_tables_itself(engines, monkeypatch):
     assert calls == []
 
 
+@pytest.mark.slow
 def test_a_missing_rate_is_the_same_error_on_spark(engines):
     june = Period.month(2024, 6, "UTC")  # t11 on 06-29, after the last TRY rate
     messages = []
@@ -329,6 +334,7 @@ def test_a_missing_rate_is_the_same_error_on_spark(engines):
 HOSTILE = ["TR' OR '1'='1", "x\\'; DROP VIEW payments; --", "' || (SELECT 1) || '", ":v0", "$grain", "TR\\"]
 
 
+@pytest.mark.slow
 def test_hostile_filter_values_are_bound_not_spliced(engines):
     filters = Filters.of(country=HOSTILE, provider=["stripe", "a'b"])
     spark_session = engines.session("golden", "spark")
