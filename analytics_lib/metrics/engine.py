@@ -276,7 +276,7 @@ class MetricSession:
                 del self._built[block]
                 raise MissingRateError(self._missing_rate_message(*missing[0]))
 
-    def _build_history(self, block: str, sql: str, key: tuple) -> None:
+    def _build_history(self, block: str, sql: str, key: Any) -> None:
         """Build a history block, or read it from the persistent cache (metrics/cache.py) when
         the same SQL and key were built on the same warehouse versions before."""
         from analytics_lib.metrics.cache import HistoryCache, cacheable, digest
