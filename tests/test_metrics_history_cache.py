@@ -532,7 +532,8 @@ def dense_warehouse(location: Path) -> Any:
             payment_method=rnd.choice(("card", "paypal")), provider=rnd.choice(("stripe", "adyen", "iyzico")),
             country_code=countries[customer], product_id=product,
             plan_type="monthly" if product in ("plan_basic", "plan_pro") else "course" if product else None,
-            failure_reason="insufficient_funds" if status == "failed" else None,
+            failure_reason=rnd.choice(("insufficient_funds", "expired_card", "do_not_honor", None))
+            if status == "failed" else None,
         ))
         if status in ("refunded", "partially_refunded", "disputed", "completed") and rnd.random() < 0.3:
             refunds.append({"refund_id": f"{tid}:re", "transaction_id": tid, "customer_id": customer,
@@ -689,3 +690,33 @@ def test_dense_warehouse_every_cache_matches_its_definition(tmp_path: Path) -> N
                     checked["moving"] += int(expected[["new_customers", "churned_customers"]].to_numpy().sum())
     # the data reach every branch: pairs, cohorts and MRR movements exist
     assert checked["pairs"] > 0 and checked["cohort_rows"] > 0 and checked["moving"] > 0, checked
+
+
+def test_top_failure_reason_is_the_most_frequent_then_first_by_name(tmp_path: Path) -> None:
+    """failures_by_<dimension>.top_failure_reason: the most frequent reason among the value's failed
+    payments, ties broken by name (recomputed in Python from the period's payments)."""
+    wh = dense_warehouse(tmp_path / "warehouse")
+    with MetricSession.open(wh) as s:
+        for period in (Period.month(2024, 4, "UTC"), Period.week(datetime(2024, 5, 15).date(), "Europe/Istanbul")):
+            section = m.transaction_analytics(s, period, currency="USD")
+            rows = s.con.execute("SELECT payment_method, provider, country_code, amount_rc, attempt_number, "
+                                 "is_failed, failure_reason FROM payments").fetchall()
+            bands = ((10, "1: under 10"), (50, "2: 10-50"), (100, "3: 50-100"), (250, "4: 100-250"))
+
+            def band(amount: float) -> str:
+                return next((name for top, name in bands if amount < top), "5: 250 and more")
+
+            keys = {
+                "payment_method": lambda r: r[0], "provider": lambda r: r[1], "country": lambda r: r[2],
+                "amount_band": lambda r: band(r[3]), "attempt": lambda r: "first attempt" if r[4] == 1 else "retry",
+            }
+            for dim, key in keys.items():
+                table = section.tables[f"failures_by_{dim}"]
+                for _, row in table.iterrows():
+                    counts: dict[str, int] = {}
+                    for r in rows:
+                        if key(r) == row["value"] and r[5] and r[6] is not None:
+                            counts[r[6]] = counts.get(r[6], 0) + 1
+                    expected = min(counts, key=lambda k: (-counts[k], k)) if counts else None
+                    got = row["top_failure_reason"]
+                    assert (None if pd.isna(got) else got) == expected, (period.label, dim, row["value"], counts)

@@ -65,11 +65,26 @@ WHERE (len(getvariable('f_country')) = 0 OR list_contains(getvariable('f_country
 CREATE OR REPLACE TEMP TABLE mrr_unconverted AS
 SELECT currency, created_at, effective_ts FROM mrr_events_build WHERE unconverted;
 
+-- each event with its subscription's next and previous event (one sort by subscription)
+CREATE OR REPLACE TEMP TABLE mrr_sub_ordered AS
+SELECT customer_id, effective_ts, created_at, event_id, product_id, billing_interval_months, mrr,
+       event_type = 'trial_start' AS trialing,
+       CAST(round(mrr * 1000000) AS BIGINT) AS mrr_micro,
+       lead(effective_ts) OVER w AS next_ts,
+       lag(product_id) OVER w AS prev_product_id,
+       lag(billing_interval_months) OVER w AS prev_interval,
+       lag(CAST(round(mrr * 1000000) AS BIGINT)) OVER w AS prev_mrr_micro,
+       lag(event_type = 'trial_start') OVER w AS prev_trialing,
+       row_number() OVER w > 1 AS has_prev
+FROM mrr_events_build
+WINDOW w AS (PARTITION BY subscription_id ORDER BY effective_ts, created_at, event_id);
+
+DROP TABLE mrr_events_build;
+
 -- one row per subscription event: the subscription's plan and MRR from effective_ts to next_ts
 CREATE OR REPLACE TEMP TABLE mrr_subscription_states AS
-SELECT product_id, billing_interval_months, mrr, event_type = 'trial_start' AS trialing, effective_ts,
-       lead(effective_ts) OVER (PARTITION BY subscription_id ORDER BY effective_ts, created_at, event_id) AS next_ts
-FROM mrr_events_build
+SELECT product_id, billing_interval_months, mrr, trialing, effective_ts, next_ts
+FROM mrr_sub_ordered
 ORDER BY effective_ts;
 
 -- per 15-minute UTC bucket and plan (product and billing interval), how the events in it change
@@ -77,25 +92,14 @@ ORDER BY effective_ts;
 -- millionths. An event adds its subscription to its plan and removes it from the plan of the
 -- subscription's previous event.
 CREATE OR REPLACE TEMP TABLE mrr_plan_buckets AS
-WITH ordered AS (
-    SELECT effective_ts, product_id, billing_interval_months,
-           CAST(round(mrr * 1000000) AS BIGINT) AS mrr_micro, event_type = 'trial_start' AS trialing,
-           lag(product_id) OVER w AS prev_product_id,
-           lag(billing_interval_months) OVER w AS prev_interval,
-           lag(CAST(round(mrr * 1000000) AS BIGINT)) OVER w AS prev_mrr_micro,
-           lag(event_type = 'trial_start') OVER w AS prev_trialing,
-           row_number() OVER w > 1 AS has_prev
-    FROM mrr_events_build
-    WINDOW w AS (PARTITION BY subscription_id ORDER BY effective_ts, created_at, event_id)
-),
-changes AS (
+WITH changes AS (
     SELECT effective_ts, product_id, billing_interval_months, 1 AS states,
            CAST(mrr_micro > 0 AS INTEGER) AS subscribers, CAST(trialing AS INTEGER) AS trialing, mrr_micro
-    FROM ordered
+    FROM mrr_sub_ordered
     UNION ALL
     SELECT effective_ts, prev_product_id, prev_interval, -1,
            -CAST(prev_mrr_micro > 0 AS INTEGER), -CAST(prev_trialing AS INTEGER), -prev_mrr_micro
-    FROM ordered WHERE has_prev
+    FROM mrr_sub_ordered WHERE has_prev
 )
 SELECT time_bucket(INTERVAL 15 MINUTE, effective_ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
        product_id, billing_interval_months,
@@ -114,30 +118,24 @@ ORDER BY bucket;
 CREATE OR REPLACE TEMP TABLE mrr_customer_states AS
 WITH keys AS (
     SELECT customer_id, CAST(row_number() OVER () AS INTEGER) AS ck
-    FROM (SELECT DISTINCT customer_id FROM mrr_events_build)
-),
-deltas AS (
-    SELECT customer_id, effective_ts, created_at, event_id, mrr,
-           CAST(round(mrr * 1000000) AS BIGINT)
-             - coalesce(CAST(round(lag(mrr) OVER (PARTITION BY subscription_id
-                                                 ORDER BY effective_ts, created_at, event_id) * 1000000) AS BIGINT), 0)
-             AS delta_micro
-    FROM mrr_events_build
+    FROM (SELECT DISTINCT customer_id FROM mrr_sub_ordered)
 ),
 running AS (
-    SELECT k.ck, d.effective_ts, d.mrr, d.delta_micro,
-           CAST(sum(d.delta_micro) OVER w AS BIGINT) AS after_micro,
-           lag(d.effective_ts) OVER w AS prev_ts,
-           lead(d.effective_ts) OVER w AS next_ts,
-           min(d.effective_ts) FILTER (WHERE d.mrr > 0) OVER (PARTITION BY k.ck) AS first_paid_at
-    FROM deltas d JOIN keys k USING (customer_id)
-    WINDOW w AS (PARTITION BY k.ck ORDER BY d.effective_ts, d.created_at, d.event_id
+    SELECT k.ck, o.effective_ts, o.mrr, o.mrr_micro - coalesce(o.prev_mrr_micro, 0) AS delta_micro,
+           CAST(sum(o.mrr_micro - coalesce(o.prev_mrr_micro, 0)) OVER w AS BIGINT) AS after_micro,
+           lag(o.effective_ts) OVER w AS prev_ts,
+           lead(o.effective_ts) OVER w AS next_ts,
+           min(o.effective_ts) FILTER (WHERE o.mrr > 0) OVER (PARTITION BY k.ck) AS first_paid_at
+    FROM mrr_sub_ordered o JOIN keys k USING (customer_id)
+    WINDOW w AS (PARTITION BY k.ck ORDER BY o.effective_ts, o.created_at, o.event_id
                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
 SELECT ck, effective_ts, prev_ts, next_ts, mrr, after_micro, after_micro - delta_micro AS before_micro,
        first_paid_at
 FROM running
 ORDER BY effective_ts;
+
+DROP TABLE mrr_sub_ordered;
 
 -- per 15-minute UTC bucket, how the events in it change the totals over all customers: MRR, paying
 -- customers and MRR of paying customers (the totals at an instant t are the changes of the
@@ -149,9 +147,7 @@ SELECT time_bucket(INTERVAL 15 MINUTE, effective_ts, TIMESTAMPTZ '2000-01-01 00:
        CAST(sum(greatest(after_micro, 0) - greatest(before_micro, 0)) AS BIGINT) AS paying_micro
 FROM mrr_customer_states
 GROUP BY ALL
-ORDER BY bucket;
-
-DROP TABLE mrr_events_build
+ORDER BY bucket
 
 -- name: customer_history
 -- builds: customer_state, customer_timeline, cohort_matrix, customer_months_missing
@@ -181,6 +177,9 @@ LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = utc_date(t.cr
 WHERE is_successful(t.status)
 GROUP BY ALL;
 
+CREATE OR REPLACE TEMP TABLE customer_months_missing AS
+SELECT month, min(missing) AS missing FROM customer_months_build WHERE missing IS NOT NULL GROUP BY ALL;
+
 CREATE OR REPLACE TEMP TABLE customer_state AS
 WITH firsts AS (
     SELECT customer_id, min(first_at) AS first_at, min(month) AS cohort_month
@@ -191,25 +190,28 @@ SELECT CAST(row_number() OVER () AS INTEGER) AS ck, f.customer_id, f.first_at, f
 FROM firsts f LEFT JOIN customers c USING (customer_id)
 ORDER BY f.first_at;
 
+CREATE OR REPLACE TEMP TABLE customer_months_keyed AS
+SELECT s.ck, s.first_at, s.cohort_month, m.month, m.payments, m.revenue, m.last_at
+FROM customer_months_build m JOIN customer_state s USING (customer_id);
+
+DROP TABLE customer_months_build;
+
 CREATE OR REPLACE TEMP TABLE customer_timeline AS
-SELECT s.ck, m.month,
-       lead(m.month) OVER w AS next_month,
-       CAST(sum(m.payments) OVER w AS BIGINT) AS payments,
-       sum(m.revenue) OVER w AS revenue,
-       m.last_at,
-       s.first_at
-FROM customer_months_build m JOIN customer_state s USING (customer_id)
-WINDOW w AS (PARTITION BY s.ck ORDER BY m.month ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+SELECT ck, month,
+       lead(month) OVER w AS next_month,
+       CAST(sum(payments) OVER w AS BIGINT) AS payments,
+       sum(revenue) OVER w AS revenue,
+       last_at,
+       first_at
+FROM customer_months_keyed
+WINDOW w AS (PARTITION BY ck ORDER BY month ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
 CREATE OR REPLACE TEMP TABLE cohort_matrix AS
-SELECT s.cohort_month, m.month, count(*) AS customers, sum(m.revenue) AS revenue
-FROM customer_months_build m JOIN customer_state s USING (customer_id)
+SELECT cohort_month, month, count(*) AS customers, sum(revenue) AS revenue
+FROM customer_months_keyed
 GROUP BY ALL;
 
-CREATE OR REPLACE TEMP TABLE customer_months_missing AS
-SELECT month, min(missing) AS missing FROM customer_months_build WHERE missing IS NOT NULL GROUP BY ALL;
-
-DROP TABLE customer_months_build
+DROP TABLE customer_months_keyed
 
 -- name: course_history
 -- requires: customer_state

@@ -117,15 +117,38 @@ grouped AS (
              ELSE attempt END AS value,
         count(*) AS transactions,
         count(*) FILTER (WHERE is_failed) AS failed,
-        count(*) FILTER (WHERE is_failed) / count(*) AS failure_rate,
-        -- the most frequent reason; of equally frequent ones the first by name (mode(x) would
-        -- take whichever the scan met first, which differs between runs and engines)
-        mode() WITHIN GROUP (ORDER BY failure_reason) FILTER (WHERE is_failed) AS top_failure_reason
+        count(*) FILTER (WHERE is_failed) / count(*) AS failure_rate
     FROM tagged
     GROUP BY GROUPING SETS ((payment_method), (provider), (country), (amount_band), (attempt))
+),
+reasons AS (  -- failures per value and reason
+    SELECT
+        CASE WHEN grouping(payment_method) = 0 THEN 'payment_method'
+             WHEN grouping(provider) = 0 THEN 'provider'
+             WHEN grouping(country) = 0 THEN 'country'
+             WHEN grouping(amount_band) = 0 THEN 'amount_band'
+             ELSE 'attempt' END AS dimension,
+        CASE WHEN grouping(payment_method) = 0 THEN payment_method
+             WHEN grouping(provider) = 0 THEN provider
+             WHEN grouping(country) = 0 THEN country
+             WHEN grouping(amount_band) = 0 THEN amount_band
+             ELSE attempt END AS value,
+        failure_reason, count(*) AS failures
+    FROM tagged
+    WHERE is_failed AND failure_reason IS NOT NULL
+    GROUP BY GROUPING SETS ((payment_method, failure_reason), (provider, failure_reason), (country, failure_reason),
+                            (amount_band, failure_reason), (attempt, failure_reason))
+),
+top AS (  -- the most frequent reason; of equally frequent ones the first by name
+    SELECT dimension, value, failure_reason AS top_failure_reason
+    FROM (SELECT *, row_number() OVER (PARTITION BY dimension, value ORDER BY failures DESC, failure_reason) AS rank
+          FROM reasons)
+    WHERE rank = 1
 )
-SELECT * FROM grouped
-ORDER BY dimension, value
+SELECT g.dimension, g.value, g.transactions, g.failed, g.failure_rate, t.top_failure_reason
+FROM grouped g
+LEFT JOIN top t ON t.dimension = g.dimension AND t.value IS NOT DISTINCT FROM g.value
+ORDER BY g.dimension, g.value
 
 -- name: dunning
 -- Failed first attempts of recurring charges created in the period, and whether a retry paid.
