@@ -159,17 +159,30 @@ SELECT ck,
        CASE WHEN t.ck IS NULL THEN c.revenue WHEN c.ck IS NULL THEN t.revenue ELSE c.revenue + t.revenue END AS revenue
 FROM at_cut c FULL JOIN tail t USING (ck)
 
+-- name: customer_measures
+-- Per customer who paid before the period end (no id: for distributions only): recency in days
+-- since the last payment, frequency (payments), monetary (revenue) and, with 2+ payments, the
+-- average days between consecutive payments. Read by the RFM cut points and segments and the
+-- time between purchases, so the as-of state is computed once.
+-- requires: customer_firsts
+CREATE OR REPLACE TEMP TABLE customer_measures AS
+SELECT days_between(last_at, getvariable('p_end')) AS recency_days,
+       payments AS frequency,
+       revenue AS monetary,
+       CASE WHEN payments > 1 THEN seconds_between(first_at, last_at) / 86400.0 / (payments - 1) END AS gap_days
+FROM customer_firsts
+
 -- name: rfm_cuts
 -- RFM as of the period end. Scores are quintiles by value: the 4 cut points of recency (days since
 -- the last payment), frequency (payments) and monetary (revenue) over every customer who paid
 -- before the period end, computed once, so ties share a score and no sort of all customers is
 -- needed (the scores and segments: _session.sql rfm_score, rfm_recency_score, rfm_segment).
--- requires: customer_firsts
+-- requires: customer_measures
 CREATE OR REPLACE TEMP TABLE rfm_cuts AS
-SELECT quantile_cont(days_between(last_at, getvariable('p_end')), [0.2, 0.4, 0.6, 0.8]) AS r,
-       quantile_cont(payments, [0.2, 0.4, 0.6, 0.8]) AS f,
-       quantile_cont(revenue, [0.2, 0.4, 0.6, 0.8]) AS m
-FROM customer_firsts
+SELECT quantile_cont(recency_days, [0.2, 0.4, 0.6, 0.8]) AS r,
+       quantile_cont(frequency, [0.2, 0.4, 0.6, 0.8]) AS f,
+       quantile_cont(monetary, [0.2, 0.4, 0.6, 0.8]) AS m
+FROM customer_measures
 
 -- name: customer_rfm
 -- One row per customer: recency, frequency, monetary, their 1-5 scores (5 = best: most recent,

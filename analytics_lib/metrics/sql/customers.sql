@@ -105,11 +105,10 @@ SELECT s.customer_id, r.* EXCLUDE (ck) FROM customer_rfm r JOIN customer_state s
 -- name: rfm_segments
 -- customers, share, revenue and averages per RFM segment. The segment depends only on recency and
 -- frequency, so customers are first counted per (recency, frequency) and each such group scored.
--- requires: customer_firsts, rfm_cuts
+-- requires: customer_measures, rfm_cuts
 WITH groups AS (
-    SELECT days_between(last_at, getvariable('p_end')) AS recency_days, payments AS frequency,
-           count(*) AS customers, sum(revenue) AS revenue
-    FROM customer_firsts
+    SELECT recency_days, frequency, count(*) AS customers, sum(monetary) AS revenue
+    FROM customer_measures
     GROUP BY ALL
 ),
 scored AS (
@@ -134,11 +133,8 @@ GROUP BY ALL ORDER BY weekday, hour
 -- per repeat customer (2+ successful payments up to the period end), the average days between
 -- consecutive payments = (last - first) / (payments - 1); then the median, mean and 90th
 -- percentile of that over repeat customers
--- requires: customer_firsts
-WITH s AS (
-    SELECT seconds_between(first_at, last_at) / 86400.0 / (payments - 1) AS gap_days
-    FROM customer_firsts WHERE payments > 1
-)
+-- requires: customer_measures
+WITH s AS (SELECT gap_days FROM customer_measures WHERE frequency > 1)
 SELECT n AS repeat_customers, q[1] AS median_days, mean_days, q[2] AS p90_days
 FROM (SELECT count(*) AS n, quantile_cont(gap_days, [0.5, 0.9]) AS q, avg(gap_days) AS mean_days FROM s)
 
