@@ -97,7 +97,7 @@ def get_settings(**overrides: object) -> Settings:
     tz = env.get(ENV_TIMEZONE, DEFAULT_TIMEZONE)
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ConfigError(f"{ENV_TIMEZONE}={tz!r} is not an IANA time zone") from exc
     threads = env.get(ENV_DUCKDB_THREADS)
     settings = Settings(

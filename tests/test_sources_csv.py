@@ -268,6 +268,8 @@ def test_other_tables_derive_partitions_and_cast_types(wh: Warehouse, tmp_path: 
     (PAYMENTS_MAPPING.replace("  customer_id: user\n", ""), "required column(s) of transactions not mapped and no constant: customer_id"),
     (PAYMENTS_MAPPING.replace("amounts_in: major\n", ""), "amounts_in: required (major or minor) because amount_minor is mapped"),
     (PAYMENTS_MAPPING + "timezone: Mars/Olympus\n", "timezone: 'Mars/Olympus' is not an IANA time zone"),
+    # found by fuzzing: a name longer than a file name made zoneinfo raise OSError (a traceback)
+    (PAYMENTS_MAPPING + "timezone: " + "x" * 300 + "\n", "is not an IANA time zone"),
     (PAYMENTS_MAPPING.replace("columns:\n", "columns:\n  created_month: month\n"), "columns.created_month: partition column"),
     (PAYMENTS_MAPPING + "amount_unit: cents\n", "amount_unit: Extra inputs are not permitted"),
     (PAYMENTS_MAPPING.replace("amounts_in: major", "amounts_in: cents"), "amounts_in: Input should be 'major' or 'minor'"),

@@ -52,8 +52,8 @@ class Period:
             raise PeriodError(f"period of {(self.end - self.start).days} days is longer than {MAX_DAYS}")
         try:
             ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise PeriodError(f"unknown time zone {self.timezone!r}") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise PeriodError(f"unknown time zone {self.timezone[:60]!r}") from None
 
     # -- constructors ---------------------------------------------------------------------
     @classmethod
@@ -99,7 +99,11 @@ class Period:
         if not isinstance(text, str) or not text.strip():
             raise PeriodError("period is empty")
         raw = text.strip().lower().replace("_", "-")
-        today = today or datetime.now(ZoneInfo(timezone)).date()
+        try:
+            zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise PeriodError(f"unknown time zone {timezone[:60]!r}") from None
+        today = today or datetime.now(zone).date()
         if m := re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", raw):
             return cls.day(_as_date(raw, "period"), timezone)
         if m := re.fullmatch(r"(\d{4})-w(\d{1,2})", raw):

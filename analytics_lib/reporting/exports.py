@@ -419,7 +419,7 @@ class ReportData:
     def zone(self) -> ZoneInfo:
         try:
             return ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ExportError(f"unknown time zone {self.timezone!r} in the report's meta") from None
 
     def tables(self) -> Iterator[tuple[str, str, pd.DataFrame]]:

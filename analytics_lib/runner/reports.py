@@ -120,7 +120,7 @@ def _period_label(report: Report, params: Mapping[str, Any], settings: Settings,
     tz = params.get("timezone") or settings.timezone
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise prm.ParameterError(f"parameter 'timezone': unknown time zone {tz!r} (e.g. Europe/Istanbul, UTC)") from None
     try:
         period = resolve_period(params.get("period"), params.get("start"), params.get("end"), tz, now)

@@ -46,7 +46,7 @@ class CronError(ValueError):
 def parse_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise CronError(f"{name!r} is not an IANA time zone (e.g. Europe/Istanbul)") from exc
 
 

@@ -170,7 +170,7 @@ class StripeCsvSource(base.Source):
                     else:
                         try:
                             zones[logical] = ZoneInfo(zone_name)
-                        except (ZoneInfoNotFoundError, ValueError):
+                        except (ZoneInfoNotFoundError, ValueError, OSError):
                             raise IngestError(f"{path.name}: column {header.names[i]!r}: unknown time zone "
                                               f"{zone_name!r}") from None
                     index[logical] = i
