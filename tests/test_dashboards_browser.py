@@ -504,6 +504,27 @@ def test_no_browser_can_run_code(servers, context, tmp_path):
     assert not marker.exists(), "a browser ran code in a dashboard kernel"
 
 
+def test_tokens_reach_neither_command_lines_nor_kernels(servers):
+    """A token is in its own server's environment only: not on any command line (``ps`` shows
+    those to every user) and not in any kernel the dashboards run."""
+    import psutil
+
+    tokens = set(servers.tokens.values())
+    for role in ROLES:
+        server = servers.voila_process(role)
+        assert not tokens & set(server.cmdline())
+        kernels = [k for k in server.children(recursive=True) if "ipykernel_launcher" in " ".join(k.cmdline())]
+        assert kernels, f"no {role} kernel to check"
+        for kernel in kernels:
+            try:
+                env = kernel.environ()
+            except psutil.Error:
+                continue
+            assert not [k for k in env if k.startswith("PAYMENT_ANALYTICS_DASHBOARD_TOKEN")], f"{role} kernel"
+            assert not tokens & set(env.values())
+            assert env.get("PAYMENT_ANALYTICS_DASHBOARD_ROLE") == role
+
+
 # -- exports -----------------------------------------------------------------------------------------------------
 
 

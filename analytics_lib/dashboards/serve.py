@@ -9,7 +9,6 @@ pages (redirect to the login page), on the kernel websocket and on the kernel AP
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -127,7 +126,7 @@ def command(role: Role, folder: Path, port: int, options: ServeOptions) -> list[
         "--VoilaConfiguration.strip_sources=True",
         # only the front-end extensions the dashboards use: fewer scripts to load, and nothing an
         # extension installed later into the environment could fetch from a CDN
-        "--VoilaConfiguration.extension_allowlist=" + json.dumps(list(FRONTEND_EXTENSIONS)),
+        *(f"--VoilaConfiguration.extension_allowlist={name}" for name in FRONTEND_EXTENSIONS),
         f"--VoilaExecutor.timeout={int(options.cell_timeout)}",
         "--VoilaConfiguration.multi_kernel_manager_class=analytics_lib.dashboards.server.CullingKernelManager",
         f"--CullingKernelManager.cull_unconnected_after={float(options.cull_after)}",

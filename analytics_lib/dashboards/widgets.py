@@ -54,6 +54,8 @@ KPI_TILES = ("kpis", "revenue_overview", "kpi_grid", "net_revenue", "api_kpis")
 WIDE_TILES = ("fraud_alerts", "anomalies")
 #: seconds after the page's widgets exist before the charts are sent anyway
 CHART_RELEASE_FALLBACK_S = 4.0
+#: seconds after the page's widgets exist before a preheated kernel's old data is refreshed
+VIEW_REFRESH_DELAY_S = 1.0
 
 
 @cache
@@ -273,13 +275,16 @@ class Dashboard:
 
     # -- showing ---------------------------------------------------------------------------------
     def show(self) -> None:
-        """Display the page and start the refresh worker; the first data follows at once (a
-        preheated kernel has it before anyone looks, and refreshes again when someone does)."""
-        self._status()
+        """Load the first data, display the page and start the refresh worker.
+
+        The first load is done here, not on the worker: Voila hands a preheated kernel to a
+        viewer as soon as its notebook has run, so the data must be there by then (measured: a
+        first load left to the worker thread was still running when the page opened, and the
+        KPIs came seconds later). The page refreshes again as soon as someone looks at it."""
+        self.refresh()
         for part in self.parts:
             display(part)
         self.refresher.start()
-        self.refresher.request(force=True)
 
     def refresh(self) -> View | None:
         """One refresh now, on this thread (the first render, tests)."""
@@ -347,7 +352,8 @@ class Dashboard:
 
     def _on_views(self, change: dict[str, Any]) -> None:
         # the page exists: start the clock (Play ignores playing=True until a view exists) and
-        # refresh at once (a preheated kernel loaded its data before anyone looked). The charts
+        # refresh soon if the data is older than the refresh interval (a preheated kernel loaded
+        # it before anyone looked). The charts
         # held back so far (see Tile) go out when the page says it is on screen (the template's
         # script clicks the hidden "page shown" button), at the latest a few seconds from now.
         if (change["new"] or 0) <= 0:
@@ -358,7 +364,13 @@ class Dashboard:
             self._release_timer.start()
         if self.live.value:
             self.clock_widget.playing = True
-            self.refresher.request(force=True)
+            age = (self.clock() - self.updated_at).total_seconds() if self.updated_at else float("inf")
+            if age >= min(self.refresh_seconds, 60.0):
+                # data from a preheated kernel that waited a while: refresh, once the browser has
+                # had a moment to draw the page (a refresh competes with it for the CPU)
+                timer = threading.Timer(VIEW_REFRESH_DELAY_S, lambda: self.refresher.request(force=True))
+                timer.daemon = True
+                timer.start()
 
     def release_charts(self) -> None:
         with self._lock:
