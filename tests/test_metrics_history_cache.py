@@ -439,8 +439,8 @@ def test_mrr_caches_match_the_direct_definitions(subscriptions: Dataset, calls: 
 
 def test_mrr_options_rebuild_only_the_mrr_history(tmp_path: Path) -> None:
     """Changing the MRR conventions rebuilds the MRR tables, not the customer history."""
-    from tests import metric_fixtures as fx
     from analytics_lib.warehouse import Warehouse
+    from tests import metric_fixtures as fx
 
     wh = fx.build(Warehouse(tmp_path / "warehouse"))
     with MetricSession.open(wh) as s:
@@ -564,14 +564,16 @@ def dense_warehouse(location: Path) -> Any:
         t = instant() - timedelta(days=40)
         state, n = "none", 0
 
-        def add(kind: str, at: datetime, effective: datetime | None = None, previous: str | None = None) -> None:
+        def add(kind: str, at: datetime, effective: datetime | None = None, previous: str | None = None,
+                sub: str = sub, customer: str = customer) -> None:
             nonlocal n
             events.append({"event_id": f"{sub}:{n}", "subscription_id": sub, "customer_id": customer,
                            "event_type": kind, "occurred_at": at, "effective_at": effective or at,
-                           "product_id": terms["product"], "previous_product_id": previous,
-                           "price_minor": terms["price"], "currency": terms["currency"],
-                           "billing_interval_months": DENSE_PLANS[terms["product"]],
-                           "discount_percent": terms["discount"], "reason": "voluntary" if kind == "cancel" else None})
+                           "product_id": terms["product"], "previous_product_id": previous,  # noqa: B023 - called in this iteration
+                           "price_minor": terms["price"], "currency": terms["currency"],  # noqa: B023
+                           "billing_interval_months": DENSE_PLANS[terms["product"]],  # noqa: B023
+                           "discount_percent": terms["discount"],  # noqa: B023
+                           "reason": "voluntary" if kind == "cancel" else None})
             n += 1
 
         for _ in range(rnd.randint(1, 6)):
@@ -692,6 +694,13 @@ def test_dense_warehouse_every_cache_matches_its_definition(tmp_path: Path) -> N
     assert checked["pairs"] > 0 and checked["cohort_rows"] > 0 and checked["moving"] > 0, checked
 
 
+AMOUNT_BANDS = ((10, "1: under 10"), (50, "2: 10-50"), (100, "3: 50-100"), (250, "4: 100-250"))
+
+
+def band(amount: float) -> str:
+    return next((name for top, name in AMOUNT_BANDS if amount < top), "5: 250 and more")
+
+
 def test_top_failure_reason_is_the_most_frequent_then_first_by_name(tmp_path: Path) -> None:
     """failures_by_<dimension>.top_failure_reason: the most frequent reason among the value's failed
     payments, ties broken by name (recomputed in Python from the period's payments)."""
@@ -701,11 +710,6 @@ def test_top_failure_reason_is_the_most_frequent_then_first_by_name(tmp_path: Pa
             section = m.transaction_analytics(s, period, currency="USD")
             rows = s.con.execute("SELECT payment_method, provider, country_code, amount_rc, attempt_number, "
                                  "is_failed, failure_reason FROM payments").fetchall()
-            bands = ((10, "1: under 10"), (50, "2: 10-50"), (100, "3: 50-100"), (250, "4: 100-250"))
-
-            def band(amount: float) -> str:
-                return next((name for top, name in bands if amount < top), "5: 250 and more")
-
             keys = {
                 "payment_method": lambda r: r[0], "provider": lambda r: r[1], "country": lambda r: r[2],
                 "amount_band": lambda r: band(r[3]), "attempt": lambda r: "first attempt" if r[4] == 1 else "retry",
