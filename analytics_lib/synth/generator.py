@@ -33,7 +33,7 @@ import logging
 import math
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -489,6 +489,8 @@ def generate(
     end: dt.date | None = None,
     transactions: int | None = None,
     progress: ProgressCallback | None = None,
+    bulk: bool = False,
+    skip_tables: Collection[str] = (),
 ) -> GenerationSummary:
     """Generate the demo data set into ``warehouse``.
 
@@ -513,6 +515,16 @@ def generate(
     progress : callable, optional
         ``progress(stage, done, total)`` is called as chunks complete; stages are ``"pilot"``,
         ``"months"`` and ``"write"``.
+    bulk : bool, default False
+        Fill a new, empty warehouse by appending batches without looking up stored keys
+        (:func:`analytics_lib.warehouse.bulk.bulk_append`): same rows, hashes, partitioning and
+        sort order as the upserts, in a fraction of the time. Refused (``ValueError``) when any
+        table already holds data.
+    skip_tables : collection of str, default ()
+        Tables that are simulated (their random draws still happen, so every other table is
+        identical) but not written, e.g. ``user_activity`` and ``support_tickets``, which the
+        metric suite does not read, to save disk at 100M transactions. Their row counts are
+        reported in ``parameters["skipped_tables"]``.
 
     Returns
     -------
@@ -532,8 +544,17 @@ def generate(
                                                 progress=progress)
     if customers < 1:
         raise ValueError("customers must be at least 1")
+    unknown = set(skip_tables) - set(TABLES)
+    if unknown:
+        raise ValueError(f"unknown tables to skip: {sorted(unknown)}")
+    if bulk:
+        from analytics_lib.warehouse.bulk import is_empty
+
+        filled = [name for name in TABLES if not is_empty(warehouse, name)]
+        if filled:
+            raise ValueError(f"bulk generation needs an empty warehouse; these tables hold data: {filled}")
     batch_id = "synthetic-" + new_batch_id()
-    sink = _WarehouseSink(warehouse, batch_id, progress)
+    sink = _WarehouseSink(warehouse, batch_id, progress, bulk=bulk, skip=frozenset(skip_tables))
     sim = _Simulation(customers=customers, months=months, seed=seed, end=end, sink=sink,
                       progress=progress)
     try:
@@ -546,6 +567,10 @@ def generate(
         "customers": customers, "months": months, "seed": seed, "end": end.isoformat(),
         "start": sim.cal.start.isoformat(), "transactions_target": transactions,
     }
+    if bulk:
+        parameters["bulk"] = True
+    if skip_tables:
+        parameters["skipped_tables"] = {name: sink.skipped.get(name, 0) for name in sorted(skip_tables)}
     rows_read = sum(sink.rows.values())
     finished_at = dt.datetime.now(dt.UTC)
     _write_batch_record(warehouse, sink, batch_id, parameters, started_at, finished_at, rows_read)
@@ -628,11 +653,21 @@ class _WarehouseSink:
     their order, and buffered plus in-flight bytes stay under a budget.
     """
 
-    def __init__(self, warehouse: Warehouse, batch_id: str, progress: ProgressCallback | None):
+    def __init__(self, warehouse: Warehouse, batch_id: str, progress: ProgressCallback | None, *,
+                 bulk: bool = False, skip: frozenset[str] = frozenset()):
         self.warehouse = warehouse
         self.batch_id = batch_id
         self.progress = progress
+        self.skip = skip
+        if bulk:
+            from analytics_lib.warehouse.bulk import bulk_append
+
+            self._write: Callable[..., WriteResult] = lambda name, table, batch_id: bulk_append(
+                warehouse, name, table, batch_id)
+        else:
+            self._write = warehouse.upsert
         self.rows: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}
         self.written: dict[str, dict[str, int]] = {}
         self._parts: dict[str, list[pa.Table]] = {}
         self._buffered_rows: dict[str, int] = {}
@@ -640,8 +675,14 @@ class _WarehouseSink:
         self._pool = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="synth-writer")
         self._in_flight: dict[str, tuple[Future[WriteResult], int]] = {}
 
+    def wants(self, name: str) -> bool:
+        return name not in self.skip
+
     def add(self, name: str, table: pa.Table) -> None:
         if table.num_rows == 0:
+            return
+        if name in self.skip:
+            self.skipped[name] = self.skipped.get(name, 0) + table.num_rows
             return
         self.rows[name] = self.rows.get(name, 0) + table.num_rows
         self._parts.setdefault(name, []).append(table)
@@ -674,7 +715,7 @@ class _WarehouseSink:
             self._wait(next(iter(self._in_flight)))
         table = pa.concat_tables(parts)
         del parts
-        self._in_flight[name] = (self._pool.submit(self.warehouse.upsert, name, table, self.batch_id), size)
+        self._in_flight[name] = (self._pool.submit(self._write, name, table, self.batch_id), size)
 
     def close(self) -> None:
         try:
@@ -2601,6 +2642,11 @@ class _Simulation:
         logins = 1 + rng.poisson(0.3 + 0.5 * ee)
         lessons = rng.poisson(0.5 + 4.0 * ee)
         minutes = np.round(lessons * rng.gamma(2.0, 4.0 + 6.0 * ee) + rng.uniform(0, 3, k), 1)
+        wants = getattr(self.sink, "wants", None)
+        if wants is not None and not wants("user_activity"):
+            # skipped table: the draws above happened (same random state), the rows are not built
+            self.sink.skipped["user_activity"] = self.sink.skipped.get("user_activity", 0) + k
+            return
         cal = self.cal
         self.sink.add("user_activity", _table("user_activity", {
             "customer_id": _ids("cus_", cust),
