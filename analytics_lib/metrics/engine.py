@@ -156,14 +156,15 @@ class MetricSession:
 
     @classmethod
     def open(cls, warehouse: Warehouse | str | None = None, as_of: datetime | dict[str, int] | None = None,
-             settings: Settings | None = None) -> MetricSession:
+             settings: Settings | None = None, tables: Sequence[str] | None = None) -> MetricSession:
         """A session on the warehouse's snapshot, on the configured engine (``engine: spark`` opens
-        a :class:`~analytics_lib.metrics.spark.SparkMetricSession`)."""
+        a :class:`~analytics_lib.metrics.spark.SparkMetricSession`). ``tables``: pin only these
+        (the queries to run must read no other table; DuckDB engine only)."""
         wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse, settings)
         settings = settings or wh.settings
         if cls is MetricSession and settings.engine != "duckdb":
             return engine_class(settings.engine).open(wh, as_of, settings)
-        return cls(wh.snapshot(as_of=as_of), settings, owns_snapshot=True)
+        return cls(wh.snapshot(as_of=as_of, tables=tables), settings, owns_snapshot=True)
 
     def close(self) -> None:
         if self._owns:
