@@ -331,7 +331,11 @@ class Dispatcher:
             record.status = "failed"
             record.error = f"stopped by the scheduler: {reason}"[:1000]
             record.finished_at = datetime.now(UTC).isoformat()
-            record.save()
+            try:
+                record.save()
+            except OSError as exc:  # e.g. the outputs disk is full: the attempt's own error says more
+                logger.warning("could not mark report run %s failed: %s", record.run_id, one_line(exc))
+                record.status = "running"
             with contextlib.suppress(OSError):
                 write_portal(self.settings.outputs)
         return {"run_id": record.run_id, "folder": record.folder, "period": record.period_label,
