@@ -75,8 +75,8 @@ format: install ## Format the code with ruff
 	$(BIN)/ruff format analytics_lib tests
 	$(BIN)/ruff check --fix analytics_lib tests
 
-bench: install ## Run the benchmarks (SCALE=1000000 by default) and print one table
-	$(BIN)/python -m tests.benchmarks.run --rows $${SCALE:-1000000}
+bench: install ## Run the benchmarks (SCALE=1M by default; e.g. SCALE=1M,10M BENCH_ARGS="--keep DIR") and print one table
+	$(BIN)/python -m tests.benchmarks.run --scale $${SCALE:-1M} $(BENCH_ARGS)
 
 .PHONY: audit
 # The probe asks PyPI for one pinned release's JSON, the endpoint pip-audit's default service
