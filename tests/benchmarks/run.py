@@ -393,7 +393,8 @@ def stage_report(a: dict) -> dict:
         return {"rows": [_row(f"daily_operations {day} end to end (report_suite)", time.perf_counter() - start,
                               _cpu_seconds() - cpu, _peak_mb())], "detail": out}
     env = {**os.environ, "PAYMENT_ANALYTICS_OUTPUTS": str(Path(a["scratch"]) / "outputs")}
-    command = [str(Path(sys.executable).parent / "payment-analytics"), "--warehouse", a["warehouse"], "run",
+    # this checkout's code (PYTHONPATH, set by _run_stage) in the CLI, the runner and the kernel
+    command = [sys.executable, "-m", "analytics_lib.cli", "--warehouse", a["warehouse"], "run",
                "daily_operations", "-p", f"period={day}", "--format", formats, "--output", "json"]
     cpu0, _ = _children_usage()
     start = time.perf_counter()
@@ -456,8 +457,9 @@ def _run_stage(name: str, args: dict, env: dict[str, str] | None = None, timeout
     before = _load1()
     try:
         proc = subprocess.run([sys.executable, "-m", "tests.benchmarks.run", "--stage", name, json.dumps(args)],
-                              capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})},
-                              timeout=timeout)
+                              capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+                                  str(ROOT), os.environ.get("PYTHONPATH")])), **(env or {})})
     except subprocess.TimeoutExpired as exc:
         raise StageFailed(f"did not finish in {timeout:.0f} s") from exc
     if proc.returncode != 0:
