@@ -465,7 +465,8 @@ def trend_analysis(session: MetricSession, period: Period, filters: Any = None, 
         for label, p in (("current", period), ("previous", against)):
             if label in values:
                 continue
-            _scope(session, p, filters, currency)
+            # only the four summaries below are read: payments with just their columns
+            session.scope(p, Filters.of(filters), currency, summary_only=True)
             t = session.row("transactions", "summary")
             r = session.row("revenue", "summary")
             daily = session.query("revenue", "daily")

@@ -136,6 +136,8 @@ class Scope:
     filters: Filters
     currency: str
     window: tuple[datetime, datetime] | None = None
+    #: ``payments`` holds only the columns the summaries read (see ``MetricSession.scope``)
+    summary_only: bool = False
 
 
 class MetricSession:
@@ -196,19 +198,26 @@ class MetricSession:
             self.con.execute(statement)
 
     def scope(self, period: Period, filters: Filters | Mapping[str, Any] | None = None,
-              currency: str | None = None, window: tuple[datetime, datetime] | None = None) -> Scope:
+              currency: str | None = None, window: tuple[datetime, datetime] | None = None,
+              *, summary_only: bool = False) -> Scope:
         """Make ``period``/``filters``/``currency`` the scope of the following queries.
 
         ``window`` replaces the period's day bounds by exact UTC instants (the real-time window).
+        ``summary_only`` builds ``payments`` with only the columns that transactions.summary,
+        revenue.summary, revenue.daily and customers.summary read (``_scope.sql``
+        payments_summary): for a period that needs nothing else, such as the trends' previous
+        period. Other queries fail in such a scope; a full scope of the same period serves it.
         """
         filters = Filters.of(filters)
         try:
             currency = normalise_currency(currency or self.settings.reporting_currency)
         except ValueError as exc:
             raise MetricError(str(exc)) from None
-        scope = Scope(period, filters, currency, window)
+        scope = Scope(period, filters, currency, window, summary_only)
         if scope == self._scope:
             return scope
+        if summary_only and self._scope == Scope(period, filters, currency, window):
+            return self._scope  # the full scope has every column the summaries read
         con = self.con
         self._scope = None
         if currency != self._fx_currency:
@@ -258,12 +267,15 @@ class MetricSession:
         if self._built.get(block) == key:
             return
         if family == "_scope":
-            self._run_statement(family, block)
+            summary_only = block == "payments" and self.current.summary_only
+            self._run_statement(family, "payments_summary" if summary_only else block)
         else:
             self._build_history(block, sql, key)
         self._built[block] = key
         if family != "_scope":
             return  # history keeps rows without a rate; a scope reports them when it needs them
+        if re.match(r"(?:--[^\n]*\n|\s)*CREATE\s+OR\s+REPLACE\s+TEMP\s+VIEW", sql, flags=re.I):
+            return  # a view is checked by the table built from it (checking it would read it again)
         columns = {r[0] for r in self.con.execute(f'DESCRIBE "{block}"').fetchall()}
         if "missing_rate" in columns:
             if "missing_day" in columns:  # aggregated rows: the first day without a rate in each

@@ -17,14 +17,12 @@ WHERE (len(getvariable('f_currency')) = 0 OR list_contains(getvariable('f_curren
   AND (len(getvariable('f_campaign')) = 0 OR list_contains(getvariable('f_campaign'), t.campaign_id))
   AND (len(getvariable('f_discount_code')) = 0 OR list_contains(getvariable('f_discount_code'), t.discount_code))
 
--- name: payments
-CREATE OR REPLACE TEMP TABLE payments AS
+-- name: period_transactions
+-- The period's attempts after filters with the derived columns (a view: `payments` and
+-- `payments_summary` store the columns they need of it).
+CREATE OR REPLACE TEMP VIEW period_transactions AS
 SELECT
-    t.transaction_id, t.customer_id, t.amount_minor, t.currency, t.status, t.outcome_type,
-    t.payment_method, t.provider, t.country_code, t.created_at, t.completed_at, t.failure_reason,
-    t.attempt_number, t.original_transaction_id, t.billing_reason, t.product_id,
-    t.subscription_id, t.plan_type, t.campaign_id, t.discount_code, t.risk_score,
-    t.fraud_indicators,
+    t.*,
     is_successful(t.status) AS is_success,
     t.status = 'failed' AS is_failed,
     CASE WHEN getvariable('p_local_offset_us') IS NULL THEN timezone(getvariable('tz'), t.created_at)
@@ -37,6 +35,30 @@ JOIN currency_scale s ON s.currency = t.currency
 LEFT JOIN fx_factor f ON f.currency = t.currency AND f.rate_date = utc_date(t.created_at)
 WHERE t.created_month BETWEEN getvariable('p_start_month') AND getvariable('p_end_month')
   AND t.created_at >= getvariable('p_start') AND t.created_at < getvariable('p_end')
+
+-- name: payments
+-- requires: period_transactions
+CREATE OR REPLACE TEMP TABLE payments AS
+SELECT
+    transaction_id, customer_id, amount_minor, currency, status, outcome_type,
+    payment_method, provider, country_code, created_at, completed_at, failure_reason,
+    attempt_number, original_transaction_id, billing_reason, product_id,
+    subscription_id, plan_type, campaign_id, discount_code, risk_score,
+    fraud_indicators,
+    is_success, is_failed, created_local, amount_rc, missing_rate
+FROM period_transactions
+
+-- name: payments_summary
+-- `payments` of a scope opened with summary_only (the trends' other period): only the columns
+-- that transactions.summary, revenue.summary, revenue.daily and customers.summary (and the
+-- missing-rate check) read, which makes it about a third of the full table to build. A query
+-- that reads another column fails in such a scope (no such column) instead of answering.
+-- requires: period_transactions
+CREATE OR REPLACE TEMP TABLE payments AS
+SELECT
+    customer_id, amount_minor, currency, status, outcome_type, created_at, subscription_id,
+    is_success, is_failed, created_local, amount_rc, missing_rate
+FROM period_transactions
 
 -- name: paying_customers
 -- The customers with a successful payment in the period (after filters), counted by several families.
