@@ -79,7 +79,7 @@ earlier AS (
     -- per customer, before the time lines start: payments captured, and the card of the last attempt
     SELECT cid, count(*) FILTER (WHERE completed_us < since_us) AS successes,
            arg_max(card_key, (at_us, transaction_id)) FILTER (WHERE at_us < since_us) AS last_card
-    FROM history, since GROUP BY cid
+    FROM history, since WHERE at_us < since_us OR completed_us < since_us GROUP BY cid
 ),
 earlier_alerts AS (
     SELECT k.cid, count(*) AS alerts
@@ -111,16 +111,23 @@ customer_line AS (
     SELECT k.cid, NULL, epoch_us(a.created_at) * 2 + 1, 0, 0, 0, 1::BIGINT << 32
     FROM fraud_alerts a JOIN cust k USING (customer_id), since WHERE a.created_at >= since_at
 ),
-customer_history AS (
+customer_counts AS (
     -- frames end 1 PRECEDING: an attempt's own row (ek = 2 x t) sees attempts before t (ek <= 2 x t - 2)
     -- and what became known before t (ek <= 2 x t - 1); two counts share each running sum
-    SELECT transaction_id, changed,
+    SELECT transaction_id, cid, changed,
            sum(known) OVER (w ROWS UNBOUNDED PRECEDING) AS known_before,
            sum(attempt + (failure::BIGINT << 32)) OVER (w RANGE BETWEEN 7200000000 PRECEDING AND 1 PRECEDING) AS hour_before,
            sum(attempt + (changed::BIGINT << 32)) OVER (w RANGE BETWEEN 172800000000 PRECEDING AND 1 PRECEDING) AS day_before
     FROM customer_line
     WINDOW w AS (PARTITION BY cid ORDER BY ek)
     QUALIFY attempt = 1
+),
+customer_history AS (
+    -- the totals from before the time line join here on the integer key (not on the text id below)
+    SELECT h.transaction_id, h.changed, h.hour_before, h.day_before,
+           (h.known_before & 4294967295) + coalesce(e.successes, 0) AS successes_before,
+           (h.known_before >> 32) + coalesce(ea.alerts, 0) AS alerts_before
+    FROM customer_counts h LEFT JOIN earlier e USING (cid) LEFT JOIN earlier_alerts ea USING (cid)
 ),
 ips AS MATERIALIZED (
     SELECT ip_hash, row_number() OVER () AS iid FROM (SELECT DISTINCT ip_hash FROM fraud_candidates WHERE ip_hash IS NOT NULL)
@@ -169,17 +176,15 @@ SELECT
     coalesce(ih.ip_attempts_1h, 0) AS ip_attempts_1h,
     coalesce(ih.ip_attempts_24h, 0) AS ip_attempts_24h,
     coalesce(h.hour_before >> 32, 0)::BIGINT AS failures_1h,
-    (coalesce(h.known_before & 4294967295, 0) + coalesce(e.successes, 0))::BIGINT AS prior_successes,
-    (coalesce(h.known_before >> 32, 0) + coalesce(ea.alerts, 0))::BIGINT AS prior_alerts
+    coalesce(h.successes_before, 0)::BIGINT AS prior_successes,
+    coalesce(h.alerts_before, 0)::BIGINT AS prior_alerts
 FROM fraud_candidates c
-JOIN cust k USING (customer_id)
 LEFT JOIN customers cu ON cu.customer_id = c.customer_id
 LEFT JOIN customer_history h ON h.transaction_id = c.transaction_id
-LEFT JOIN earlier e ON e.cid = k.cid
-LEFT JOIN earlier_alerts ea ON ea.cid = k.cid
 LEFT JOIN ip_history ih ON ih.transaction_id = c.transaction_id
 LEFT JOIN labels l ON l.transaction_id = c.transaction_id
 LEFT JOIN scales sc ON sc.currency = c.currency
 LEFT JOIN fx ON fx.currency = c.currency AND fx.rate_date = CAST(c.created_at AS DATE)
 LEFT JOIN fx_latest fl ON fl.currency = c.currency AND CAST(c.created_at AS DATE) > fl.last_day
+WHERE c.customer_id IS NOT NULL  -- a candidate without a customer has no time line
 ORDER BY c.created_at, c.transaction_id
