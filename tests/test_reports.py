@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -301,3 +302,36 @@ def test_report_notebooks_display_no_widgets_and_tag_their_intro():
         nb = nbformat.read(path, as_version=4)
         assert "notebook-only" in nb.cells[0].metadata.get("tags", []), path.name
         assert not any("ipywidgets" in c.source for c in nb.cells), path.name
+
+
+# -- start-up cost ---------------------------------------------------------------------------------
+
+
+def test_the_iri_grammar_loads_only_when_an_iri_is_validated():
+    """The runner defers rfc3987_syntax (seconds of grammar compilation on import): nbformat,
+    papermill and nbconvert import without it, and jsonschema's IRI check still works."""
+    code = """
+import sys
+import analytics_lib.runner
+import nbformat, nbconvert, papermill
+real = "rfc3987_syntax.syntax_helpers" in sys.modules
+from jsonschema import Draft7Validator
+v = Draft7Validator({"format": "iri"}, format_checker=Draft7Validator.FORMAT_CHECKER)
+print(real, v.is_valid("http://example.com/a b"), v.is_valid("http://example.com/\\u00e4"),
+      "rfc3987_syntax.syntax_helpers" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
+    assert out.stdout.split() == ["False", "False", "True", "True"]
+
+
+def test_the_runner_reads_notebooks_without_nbformat():
+    """Parameters and the catalogue come from the notebook's JSON (same result as nbformat)."""
+    code = "import sys, analytics_lib.runner as r; r.get_report('daily_operations'); r.catalogue(); " \
+           "print('nbformat' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
+    assert out.stdout.strip() == "False"
+    for path in sorted((PROJECT_ROOT / "notebooks" / "reports").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assert list(read_parameters(path)) == [ln.split(":")[0].split("=")[0].strip()
+                                               for ln in cell.source.splitlines() if ln.strip() and ln[0] != "#"]

@@ -8,12 +8,12 @@ is ``None`` while its type does not allow ``None`` is required."""
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import yaml
 
 TYPES: dict[str, type | tuple[type, ...]] = {
@@ -88,17 +88,35 @@ def _annotation(node: ast.expr | None) -> str:
     return ast.unparse(node)
 
 
-def parameters_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+def read_notebook(path: Path) -> dict[str, Any]:
+    """A notebook file as plain JSON (nbformat 4). The runner only reads cells' sources and tags,
+    which needs no schema validation (nbformat and its validator cost a second to import)."""
+    try:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"cannot read notebook {path}: {exc}") from exc
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise ParameterError(f"{path} is not a notebook (no list of cells)")
+    return nb
+
+
+def cell_source(cell: Mapping[str, Any]) -> str:
+    """A cell's source as one string (the file may store it as a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def parameters_cell(nb: Mapping[str, Any]) -> Mapping[str, Any]:
+    cells = [c for c in nb["cells"] if c.get("cell_type") == "code"
+             and "parameters" in (c.get("metadata") or {}).get("tags", [])]
     if len(cells) != 1:
         raise ParameterError(f"a report notebook needs exactly one cell tagged 'parameters' (found {len(cells)})")
     return cells[0]
 
 
-def read_parameters(path: Path) -> dict[str, Parameter]:
-    """The parameters a notebook declares, in order."""
-    nb = nbformat.read(str(path), as_version=4)
-    source = parameters_cell(nb).source
+def read_parameters(path: Path, nb: Mapping[str, Any] | None = None) -> dict[str, Parameter]:
+    """The parameters a notebook declares, in order (``nb``: the notebook already read)."""
+    source = cell_source(parameters_cell(nb if nb is not None else read_notebook(path)))
     lines = source.splitlines()
     out: dict[str, Parameter] = {}
     for node in ast.parse(source).body:

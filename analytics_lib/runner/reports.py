@@ -53,27 +53,28 @@ def reports_dir(settings: Settings) -> Path:
     return settings.notebooks_dir / "reports"
 
 
+def _read_report(path: Path) -> Report:
+    nb = prm.read_notebook(path)
+    first_md = next((prm.cell_source(c) for c in nb["cells"] if c.get("cell_type") == "markdown"), "")
+    title = first_md.strip().splitlines()[0].lstrip("# ").strip() if first_md.strip() else path.stem
+    return Report(path.stem, path, prm.read_parameters(path, nb), title)
+
+
 def catalogue(settings: Settings | None = None) -> dict[str, Report]:
     """Every report notebook under ``notebooks/reports``, by name."""
     settings = settings or get_settings()
-    out = {}
-    for path in sorted(reports_dir(settings).glob("*.ipynb")):
-        import nbformat
-
-        nb = nbformat.read(str(path), as_version=4)
-        first_md = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
-        title = first_md.strip().splitlines()[0].lstrip("# ").strip() if first_md.strip() else path.stem
-        out[path.stem] = Report(path.stem, path, prm.read_parameters(path), title)
-    return out
+    return {path.stem: _read_report(path) for path in sorted(reports_dir(settings).glob("*.ipynb"))}
 
 
 def get_report(name: str, settings: Settings | None = None) -> Report:
     if not SAFE_NAME.match(name or ""):
         raise RunError(f"not a report name: {name!r} (lower-case letters, digits, _ and -)")
-    reports = catalogue(settings)
-    if name not in reports:
-        raise RunError(f"unknown report {name!r}; reports: {', '.join(reports) or 'none'}")
-    return reports[name]
+    settings = settings or get_settings()
+    path = reports_dir(settings) / f"{name}.ipynb"
+    if not path.is_file():
+        names = sorted(p.stem for p in reports_dir(settings).glob("*.ipynb"))
+        raise RunError(f"unknown report {name!r}; reports: {', '.join(names) or 'none'}")
+    return _read_report(path)
 
 
 def parse_formats(text: str | Sequence[str] | None) -> list[str]:
