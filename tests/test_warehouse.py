@@ -125,3 +125,88 @@ def test_compaction_keeps_the_data_and_old_versions_readable(warehouse: Warehous
     # replaced files are kept for the retention period, so the old version still reads
     with warehouse.snapshot(as_of={"transactions": old_version}) as snap:
         assert snap.scalar("SELECT sum(amount_minor) FROM transactions") == total
+
+
+def _row_groups(path: str, column: str) -> list[tuple[int, object, object]]:
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    index = [meta.schema.column(i).path for i in range(meta.num_columns)].index(column)
+    return [(meta.row_group(i).num_rows, meta.row_group(i).column(index).statistics.min,
+             meta.row_group(i).column(index).statistics.max) for i in range(meta.num_row_groups)]
+
+
+def test_files_are_written_in_time_sorted_row_groups_and_compaction_keeps_them_so(warehouse, monkeypatch):
+    """Appends are sorted by time in row groups of ROW_GROUP_ROWS; a MERGE's rewritten file is
+    not, and compaction sorts such partitions again without changing a row."""
+    import random
+
+    import pyarrow as pa
+
+    from analytics_lib.warehouse import tables
+
+    monkeypatch.setattr(tables, "ROW_GROUP_ROWS", 40)
+    rng = random.Random(3)
+    rows = [tx(i, created_at=datetime(2024, 1 + i % 2, 1 + rng.randrange(28), rng.randrange(24), tzinfo=UTC))
+            for i in range(230)]
+    rng.shuffle(rows)
+    warehouse.upsert("transactions", rows)
+    for path in warehouse.table("transactions").file_uris():
+        groups = _row_groups(path, "created_at")
+        assert len(groups) > 1 and all(n <= 40 for n, _, _ in groups)
+        assert all(a[2] <= b[1] for a, b in zip(groups, groups[1:], strict=False)), "a file's row groups follow time"
+    # an update rewrites files through a MERGE; new payments add small files
+    warehouse.upsert("transactions", [{**r, "status": "refunded"} for r in rows[:60]])
+    warehouse.upsert("transactions", [tx(1000 + i, created_at=datetime(2024, 2, 28, 23, i, tzinfo=UTC))
+                                      for i in range(5)])
+    with warehouse.snapshot() as snap:
+        before = snap.arrow("SELECT * EXCLUDE (created_month) FROM transactions ORDER BY transaction_id")
+        old_version = snap.versions["transactions"]
+    report = warehouse.compact()
+    assert report["transactions"]["optimize"]["numFilesAdded"] >= 1
+    dt = warehouse.table("transactions")
+    by_month: dict[str, list] = {}
+    for path in dt.file_uris():
+        by_month.setdefault(path.split("created_month=")[1][:7], []).extend(_row_groups(path, "created_at"))
+    assert set(by_month) == {"2024-01", "2024-02"}
+    for groups in by_month.values():
+        assert all(n <= 40 for n, _, _ in groups)
+        ordered = sorted(groups, key=lambda g: g[1])
+        assert all(a[2] <= b[1] for a, b in zip(ordered, ordered[1:], strict=False)), "row groups do not overlap in time"
+    with warehouse.snapshot() as snap:
+        after = snap.arrow("SELECT * EXCLUDE (created_month) FROM transactions ORDER BY transaction_id")
+    assert after.equals(before), "compaction changed rows (content hashes, batch ids or values)"
+    assert isinstance(after, pa.Table) and after.num_rows == 235
+    # a second compaction finds nothing to do
+    assert warehouse.compact()["transactions"]["optimize"]["numFilesAdded"] == 0
+    with warehouse.snapshot(as_of={"transactions": old_version}) as snap:
+        assert snap.count("transactions") == 235
+
+
+def test_snapshots_reuse_the_tables_and_see_every_new_version(tmp_path):
+    """Snapshots of one Warehouse object keep its DeltaTable objects between them and bring them
+    up to date: a write by another writer (another Warehouse object, as another process would)
+    is seen by the next snapshot, and so is a table deleted and created again."""
+    import shutil
+
+    location = tmp_path / "warehouse"
+    reader, writer = Warehouse(location), Warehouse(location)
+    with reader.snapshot() as snap:
+        assert snap.versions["transactions"] == -1
+    writer.upsert("transactions", [tx(1), tx(2)])
+    with reader.snapshot(tables=["transactions"]) as snap:
+        assert snap.count("transactions") == 2
+        kept = reader._readers["transactions"]
+    writer.upsert("transactions", [tx(3), tx(1, status="refunded")])
+    with reader.snapshot() as snap, reader.snapshot() as other:
+        assert reader._readers["transactions"] is kept, "the table object is reused"
+        assert snap.count("transactions") == 3 and other.count("transactions") == 3
+        assert snap.scalar("SELECT status FROM transactions WHERE transaction_id = 't1'") == "refunded"
+        other.con.execute("CREATE TEMP TABLE mine AS SELECT 1")
+        assert snap.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'mine'") == 0, \
+            "snapshots of one warehouse share a database, never their tables"
+    shutil.rmtree(location / "transactions")
+    writer.upsert("transactions", [tx(7)])
+    with reader.snapshot() as snap:
+        assert snap.count("transactions") == 1 and snap.versions["transactions"] == writer.versions()["transactions"]
+        assert snap.scalar("SELECT transaction_id FROM transactions") == "t7"

@@ -7,6 +7,13 @@ updated, same hash -> unchanged), only inserted and updated rows are written, an
 changes nothing makes no commit. Writers to one table take a file lock (local warehouses) and
 retry on a Delta commit conflict, so two writers (the live simulator and a scheduled ingest)
 never lose or double a batch.
+
+Layout: every file is written in Parquet row groups of :data:`ROW_GROUP_ROWS` rows, batches
+sorted by the table's time column, and compaction keeps the partitions of the time-ordered big
+tables (:data:`SORTED_LAYOUT`) sorted by time, so a time-bounded read (a 24-hour window) reads
+only the row groups of its hours. Readers of the latest versions reuse one ``DeltaTable`` per
+table and bring it up to date with the log's new entries (:meth:`Warehouse.reading`) instead of
+reading the whole log again for every snapshot.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -27,7 +35,8 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from analytics_lib.config import Settings, get_settings
@@ -41,6 +50,18 @@ log = logging.getLogger(__name__)
 MAX_COMMIT_ATTEMPTS = 8
 #: Files removed by compaction stay readable this long, longer than any report or dashboard read.
 DEFAULT_VACUUM_RETENTION_HOURS = 168
+#: rows per Parquet row group: the unit a time-bounded read can skip (a 24-hour window of 10M
+#: payments is about 55k payments; one row group per file made every read take whole months)
+ROW_GROUP_ROWS = 100_000
+#: tables whose compaction sorts each partition by its time column (``TableSpec.sort_by``):
+#: the big time-ordered tables that real-time windows read. Their partitions are months, so a
+#: rewrite is bounded by a month; other tables are bin-packed, which keeps files as written.
+SORTED_LAYOUT = ("transactions", "checkout_events", "fraud_alerts")
+
+
+def writer_properties() -> WriterProperties:
+    """How every Parquet file of the warehouse is written (appends, merges, compaction)."""
+    return WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
 
 
 class WarehouseError(RuntimeError):
@@ -89,6 +110,11 @@ class Warehouse:
         if self.is_local and Path(self.location).exists() and not Path(self.location).is_dir():
             # else reads see an empty warehouse and the first write fails with an OSError traceback
             raise WarehouseError(f"warehouse location {self.location} is not a folder")
+        #: the latest version of each table, kept between snapshots (see :meth:`reading`)
+        self._readers: dict[str, DeltaTable] = {}
+        self._reader_logs: dict[str, int | None] = {}
+        self._readers_lock = threading.RLock()
+        self._database: duckdb.DuckDBPyConnection | None = None
 
     # -- layout -------------------------------------------------------------------------
     @property
@@ -113,6 +139,65 @@ class Warehouse:
                 raise WarehouseError(f"table {name} does not exist, so it has no version {version}")
             dt = self.create(name)
         return dt
+
+    def reader_connection(self) -> duckdb.DuckDBPyConnection:
+        """A new connection for a snapshot, to this warehouse's in-process DuckDB database
+        (started once: about 40 ms). Each connection has its own temporary views and tables,
+        variables and time zone; memory limit and threads are the database's."""
+        from analytics_lib.warehouse.snapshot import connect
+
+        with self._readers_lock:
+            if self._database is None:
+                self._database = connect(self.settings.duckdb_memory_limit, self.settings.duckdb_threads)
+            con = self._database.cursor()
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    @contextlib.contextmanager
+    def reading(self, name: str) -> Iterator[DeltaTable | None]:
+        """The table at its latest version (None if it does not exist), for reading while held.
+
+        One ``DeltaTable`` per table is kept in this object and brought up to date with
+        ``update_incremental()`` (the log's new entries only: about 0.6 ms, against 12-28 ms to
+        open a big table's log again). Holders are serialised, so the version and file list a
+        caller reads belong together; callers must not move the table to another version.
+        """
+        with self._readers_lock:
+            dt = self._readers.get(name)
+            if dt is not None:
+                try:
+                    dt.update_incremental()
+                    if self._log_identity(name) != self._reader_logs.get(name) or not self._log_entry_exists(dt):
+                        dt = None  # the table was deleted and created again under us
+                except Exception:  # noqa: BLE001 - a replaced or removed table: open it again
+                    dt = None
+            if dt is None:
+                identity = self._log_identity(name)
+                dt = self._delta(name)
+                if dt is not None:
+                    self._readers[name], self._reader_logs[name] = dt, identity
+                else:
+                    self._readers.pop(name, None)
+            yield dt
+
+    def _log_identity(self, name: str) -> int | None:
+        """The inode of a local table's log folder (a table created again has a new one)."""
+        if not self.is_local:
+            return None
+        try:
+            return (Path(self.location) / name / "_delta_log").stat().st_ino
+        except OSError:
+            return None
+
+    def _log_entry_exists(self, dt: DeltaTable) -> bool:
+        """Whether the log still has the entry of ``dt``'s version (local tables; a table deleted
+        and created again starts its log afresh, and the kept object would show old files)."""
+        if not self.is_local:
+            return True
+        log_dir = Path(dt.table_uri.removeprefix("file://")) / "_delta_log"
+        version = dt.version()
+        return ((log_dir / f"{version:020d}.json").exists()
+                or (log_dir / f"{version:020d}.checkpoint.parquet").exists())
 
     def exists(self, name: str) -> bool:
         return self._delta(name) is not None
@@ -310,7 +395,7 @@ class Warehouse:
         props = CommitProperties(custom_metadata={"batch_id": batch_id, "writer": "analytics_lib"})
         if result.updated == 0:
             write_deltalake(dt, changed, mode="append", commit_properties=props,
-                            storage_options=self.storage_options)
+                            writer_properties=writer_properties(), storage_options=self.storage_options)
         else:
             predicate = " AND ".join(f's."{k}" = t."{k}"' for k in (*keys, *spec.partition_by) if k in spec.column_names)
             # literal partition values let the merge read only the partitions the batch touches
@@ -322,7 +407,7 @@ class Warehouse:
                     predicate += f' AND t."{part}" IN ({quoted})'
             (
                 dt.merge(changed, predicate=predicate, source_alias="s", target_alias="t",
-                         commit_properties=props)
+                         writer_properties=writer_properties(), commit_properties=props)
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
                 .execute()
@@ -346,9 +431,12 @@ class Warehouse:
             with self._writer_lock(name):
                 dt = self.table(name)
                 before = len(dt.file_uris())
-                # bin-packing keeps files written sorted by time; a z-order would rewrite
-                # whole partitions every night for little gain on time-sorted appends
-                metrics = dt.optimize.compact()
+                spec = get_table(name)
+                if name in SORTED_LAYOUT and spec.sort_by:
+                    metrics = self._sort_partitions(dt, spec)
+                else:
+                    # bin-packing keeps each file's rows as they were written
+                    metrics = dt.optimize.compact(writer_properties=writer_properties())
                 dt.update_incremental()
                 dt.create_checkpoint()
                 removed = dt.vacuum(retention_hours=retention_hours, dry_run=False,
@@ -361,6 +449,25 @@ class Warehouse:
                     "optimize": {k: metrics.get(k) for k in ("numFilesAdded", "numFilesRemoved")},
                 }
         return report
+
+    def _sort_partitions(self, dt: DeltaTable, spec: TableSpec) -> dict[str, int]:
+        """Rewrite, sorted by the time column in row groups of :data:`ROW_GROUP_ROWS`, the
+        partitions that are not laid out so (a MERGE's rewritten file is in join order, and
+        files written before this layout have one big row group) or that hold several small
+        files. A z-order on one column is a sort by it; delta-rs commits each partition's
+        rewrite as one compaction commit (no data change), so readers and crash consistency
+        are as for ``compact``."""
+        column = spec.sort_by[0]
+        totals = {"numFilesAdded": 0, "numFilesRemoved": 0}
+        for partition, files in _files_by_partition(dt, spec).items():
+            if _sorted_layout(files, column, self.is_local):
+                continue
+            filters = [(spec.partition_by[0], "=", partition)] if spec.partition_by else None
+            metrics = dt.optimize.z_order([column], partition_filters=filters, writer_properties=writer_properties())
+            for key in totals:
+                totals[key] += int(metrics.get(key) or 0)
+            dt.update_incremental()
+        return totals
 
     def describe(self) -> list[dict]:
         """One row per table: version, files, rows (from the Delta log, no data scan)."""
@@ -377,6 +484,43 @@ class Warehouse:
             rows.append({"table": name, "grain": spec.grain, "version": dt.version(),
                          "files": actions.num_rows, "rows": n})
         return rows
+
+
+def _files_by_partition(dt: DeltaTable, spec: TableSpec) -> dict[str | None, list[dict]]:
+    """The table's files (absolute path, rows) grouped by the first partition column's value."""
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    part = f"partition.{spec.partition_by[0]}" if spec.partition_by else None
+    root = dt.table_uri.removeprefix("file://").rstrip("/")
+    out: dict[str | None, list[dict]] = {}
+    for row in actions.select(["path", "num_records", *([part] if part else [])]).to_pylist():
+        value = row[part] if part else None
+        out.setdefault(value, []).append({"path": f"{root}/{row['path']}", "rows": row["num_records"]})
+    return out
+
+
+def _sorted_layout(files: list[dict], column: str, local: bool) -> bool:
+    """Whether a partition's files are one set of row groups of at most :data:`ROW_GROUP_ROWS`
+    rows whose ``column`` ranges do not overlap (each row group holds a stretch of time, so a
+    time filter skips the others), in at most one file smaller than a row group."""
+    if len(files) == 1 and (files[0]["rows"] or 0) <= ROW_GROUP_ROWS:
+        return True
+    if sum(1 for f in files if (f["rows"] or 0) < ROW_GROUP_ROWS) > 1 or not local:
+        return False  # small files to fold together (or footers out of reach: rewrite)
+    ranges = []
+    for f in files:
+        meta = pq.ParquetFile(f["path"]).metadata
+        paths = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        if column not in paths:
+            return False
+        index = paths.index(column)
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            stats = group.column(index).statistics
+            if group.num_rows > ROW_GROUP_ROWS or stats is None or not stats.has_min_max:
+                return False
+            ranges.append((stats.min, stats.max))
+    ranges.sort()
+    return all(prev[1] <= nxt[0] for prev, nxt in zip(ranges, ranges[1:], strict=False))
 
 
 def _make_folder(path: Path) -> None:
