@@ -99,10 +99,14 @@ def main(ctx: click.Context, warehouse: str | None, debug: bool) -> None:
 @click.option("--transactions", type=click.IntRange(min=1000), default=None,
               help="Benchmark mode: scale customers to produce about this many transactions.")
 @click.option("--replace", is_flag=True, help="Delete an existing warehouse at the location first.")
+@click.option("--bulk", is_flag=True,
+              help="Append batches without key lookups (the warehouse is new): same rows, faster at scale.")
+@click.option("--skip-table", "skip_tables", multiple=True, metavar="TABLE",
+              help="Simulate but do not write this table (repeatable; e.g. user_activity at 100M rows).")
 @click.pass_obj
 @_friendly_errors
 def demo_data(obj: _Context, customers: int, months: int, seed: int, end: Any,
-              transactions: int | None, replace: bool) -> None:
+              transactions: int | None, replace: bool, bulk: bool, skip_tables: tuple[str, ...]) -> None:
     """Build the demo warehouse: a realistic, deterministic education platform."""
     import shutil
 
@@ -123,7 +127,8 @@ def demo_data(obj: _Context, customers: int, months: int, seed: int, end: Any,
         bar.refresh()
 
     summary = generate(wh, customers=customers, months=months, seed=seed,
-                       end=end.date() if end else None, transactions=transactions, progress=progress)
+                       end=end.date() if end else None, transactions=transactions, progress=progress,
+                       bulk=bulk, skip_tables=skip_tables)
     bar.close()
     click.echo(f"demo warehouse at {wh.location} ({summary.seconds:.1f} s, seed {seed})")
     for table, rows in summary.rows.items():

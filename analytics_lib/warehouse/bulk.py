@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 #: rows per Parquet row group (the time-bounded reads' unit of skipping)
 ROW_GROUP_ROWS = 100_000
 COMPRESSION = "ZSTD"
-COMPRESSION_LEVEL = 3
+COMPRESSION_LEVEL = 1
 
 
 def writer_properties(compression: str = COMPRESSION, level: int | None = COMPRESSION_LEVEL) -> WriterProperties:
