@@ -42,6 +42,7 @@ from analytics_lib.dashboards.state import (
 )
 from analytics_lib.metrics import MetricSession
 from analytics_lib.reporting import blocks
+from analytics_lib.warehouse import Warehouse
 from analytics_lib.warehouse.countries import country_name
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,10 @@ class Dashboard:
         self._lock = threading.Lock()
         self._reverting = False
         now = self.clock()
-        with MetricSession.open(self.settings.warehouse, settings=self.settings) as session:
+        # one Warehouse for the dashboard's life: its snapshots reuse the Delta tables and the
+        # DuckDB database, so a refresh pays for the log entries since the last one, not all
+        self.warehouse = Warehouse(settings=self.settings)
+        with MetricSession.open(self.warehouse, settings=self.settings) as session:
             self.options = FilterOptions.from_session(session, self._today(now))
         self.state: FilterState = default_state(spec.name, self.options, hours)
         self.context = LoadContext(now, self.settings.timezone, self.settings.reporting_currency, self.widgets)
@@ -397,7 +401,7 @@ class Dashboard:
         self._roll_days(self._today(now))
         state = self.state
         try:
-            with MetricSession.open(self.settings.warehouse, settings=self.settings) as session:
+            with MetricSession.open(self.warehouse, settings=self.settings) as session:
                 view = load_view(self.spec.name, session, state, replace(self.context, now=now))
         except Exception as exc:  # noqa: BLE001 - shown as one line, never a traceback
             log.warning("refresh of %s failed: %s", self.spec.name, exc)
