@@ -328,6 +328,52 @@ def test_serve_catches_up_at_start_and_stops_cleanly_on_sigterm(tmp_path):
     assert rows and rows[-1].status == "succeeded"
 
 
+def test_serve_restarted_mid_run_runs_the_interrupted_fire_time_once_and_keeps_history(tmp_path):
+    """SIGTERM ``schedule serve`` while a job runs, then start it again: the run is recorded as
+    interrupted, its process tree is stopped, the new scheduler runs the same fire time once, and
+    the history of both schedulers is there."""
+    started, out, pid_file = tmp_path / "started.txt", tmp_path / "fires.txt", tmp_path / "job.pid"
+    code = (f"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); "
+            f"s = pathlib.Path({str(started)!r}); first = not s.exists(); s.open('a').write('x');"
+            " time.sleep(120 if first else 0); " + APPEND.format(path=str(out)))
+    minute = (datetime.now(UTC) - timedelta(minutes=1)).minute  # hourly, last fired a minute or so ago
+    write_config(tmp_path, command_job("hourly", code, cron=f"{minute} * * * *", timezone="UTC", retries=2,
+                                       misfire_grace=3600, on_failure=["oncall"]))
+    history = History(tmp_path / "state" / "history.sqlite3")
+    first = subprocess.Popen(cli_args(tmp_path, "serve"), env=cli_env(tmp_path), cwd=PROJECT_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pid_file.exists(), "serve did not start the due job"
+        job_pid = int(pid_file.read_text())
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=90)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, err
+    assert not alive(job_pid), "the job outlived the scheduler that stopped"
+    [row] = history.rows(job="hourly")
+    assert row.status == "interrupted" and not lines(out)
+    fire_time = row.fire_time
+    second = subprocess.Popen(cli_args(tmp_path, "serve"), env=cli_env(tmp_path), cwd=PROJECT_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not lines(out) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # a second run of the same fire time would have started by now
+    finally:
+        second.send_signal(signal.SIGTERM)
+        _, err2 = second.communicate(timeout=90)
+    assert second.returncode == 0, err2
+    assert lines(out) == [fire_time.isoformat()]  # run again, once, for the same fire time
+    rows = history.rows(job="hourly")
+    assert [(r.status, r.fire_time) for r in rows] == [("succeeded", fire_time), ("interrupted", fire_time)]
+
+
 # -- crontab --------------------------------------------------------------------------------------
 
 
