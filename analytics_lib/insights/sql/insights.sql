@@ -2,6 +2,8 @@
 -- session's scope (period, filters, reporting currency). They read only the scope's documented
 -- building blocks: `payments` (the period's attempts after filters, amount_rc in major units of
 -- the reporting currency, is_success), `filtered_transactions` (all attempts after filters),
+-- `scoped_disputes` (disputes opened in the period whose payment passes the filters, named in a
+-- `requires:` line so the session builds it once for the metrics and the rules),
 -- `fx_factor`/`currency_scale` (conversion) and the scope variables; the raw tables (fees,
 -- disputes, customers, subscriptions); and a metric family's own named query where one is
 -- written `{family.query}` (inlined as a subquery, its `requires:` tables built first).
@@ -15,7 +17,9 @@
 --                        FX rate (the rule refuses to guess them)
 -- card_network_disputes  per provider x card brand (visa, mastercard): successful payments created
 --                        in the period (sales) and disputes opened in the period on that brand's
---                        payments, whatever the payment's date: the monitoring programmes' ratio
+--                        payments, whatever the payment's date: the monitoring programmes' ratio.
+--                        The disputes are the metric session's `scoped_disputes` (opened in the
+--                        period, payment passes the filters): built once, read by both
 -- pricing_daily          one-off purchases (no subscription) from $start to $end: per local day the
 --                        purchases, how many used a discount code, and the mean price index, where a
 --                        purchase's price index is its amount / the median amount of the same
@@ -55,6 +59,7 @@ GROUP BY ALL
 ORDER BY p.provider, attempts DESC
 
 -- name: card_network_disputes
+-- requires: scoped_disputes
 WITH sales AS (
     SELECT provider, lower(card_brand) AS brand, count(*) AS sales
     FROM filtered_transactions
@@ -63,12 +68,18 @@ WITH sales AS (
       AND is_successful(status) AND lower(card_brand) IN ('visa', 'mastercard')
     GROUP BY ALL
 ),
+brands AS (
+    -- only the disputed payments' card brands: a semi-join reads one column of the history
+    -- instead of joining every card payment ever made
+    SELECT transaction_id, provider, lower(card_brand) AS brand
+    FROM filtered_transactions
+    WHERE transaction_id IN (SELECT transaction_id FROM scoped_disputes)
+      AND lower(card_brand) IN ('visa', 'mastercard')
+),
 opened AS (
-    SELECT t.provider, lower(t.card_brand) AS brand, count(*) AS disputes,
+    SELECT t.provider, t.brand, count(*) AS disputes,
            count(*) FILTER (WHERE d.reason = 'fraudulent') AS fraud_disputes
-    FROM disputes d JOIN filtered_transactions t USING (transaction_id)
-    WHERE d.created_at >= getvariable('p_start') AND d.created_at < getvariable('p_end')
-      AND lower(t.card_brand) IN ('visa', 'mastercard')
+    FROM scoped_disputes d JOIN brands t USING (transaction_id)
     GROUP BY ALL
 )
 SELECT coalesce(s.provider, o.provider) AS provider, coalesce(s.brand, o.brand) AS brand,
