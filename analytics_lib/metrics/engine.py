@@ -15,7 +15,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
@@ -41,6 +41,16 @@ FILTER_COLUMNS: dict[str, str] = {
     "discount_code": "discount_code",
 }
 GRAINS = ("hour", "day", "week", "month")
+#: allow-listed values of the query parameters that choose a column: (family, query, parameter) -> values
+QUERY_CHOICES: dict[tuple[str, str, str], tuple[str, ...]] = {
+    ("transactions", "by_dimension", "dimension"): ("payment_method", "provider"),
+}
+#: named queries that are another query of the family with a choice fixed, its ``value`` column
+#: named after the choice: (family, name) -> (query, parameter, value)
+QUERY_VARIANTS: dict[tuple[str, str], tuple[str, str, str]] = {
+    ("transactions", "by_payment_method"): ("by_dimension", "dimension", "payment_method"),
+    ("transactions", "by_provider"): ("by_dimension", "dimension", "provider"),
+}
 #: query engines by name (``Settings.engine``, PAYMENT_ANALYTICS_ENGINE) -> the session class that
 #: runs the metric SQL ("module:class", imported when chosen: pyspark only for ``spark``)
 ENGINES: dict[str, str] = {
@@ -206,7 +216,8 @@ class MetricSession:
         ``summary_only`` builds ``payments`` with only the columns that transactions.summary,
         revenue.summary, revenue.daily and customers.summary read (``_scope.sql``
         payments_summary): for a period that needs nothing else, such as the trends' previous
-        period. Other queries fail in such a scope; a full scope of the same period serves it.
+        period. Other queries fail in such a scope; a full scope of the same period serves it, and
+        a full scope that follows it builds only ``payments`` again.
         """
         filters = Filters.of(filters)
         try:
@@ -263,7 +274,12 @@ class MetricSession:
         # requirements first, even when this table is current: a view reads them at query time
         for needed in _requires(sql):
             self.ensure(needed)
-        key = self.current if family == "_scope" else self._history_key(block)
+        if family != "_scope":
+            key: Any = self._history_key(block)
+        elif block == "payments":
+            key = self.current
+        else:  # the same rows whichever columns payments has: kept when a full scope follows
+            key = replace(self.current, summary_only=False)
         if self._built.get(block) == key:
             return
         if family == "_scope":
@@ -343,23 +359,31 @@ class MetricSession:
     # -- queries --------------------------------------------------------------------------
     def query(self, family: str, name: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run a named query of a family in the current scope."""
-        sql = self._prepare(family, name)
+        variant = QUERY_VARIANTS.get((family, name))
+        if variant is not None:
+            query, parameter, value = variant
+            frame = self.query(family, query, {**(params or {}), parameter: value})
+            return frame.rename(columns={"value": value})
+        sql = self._prepare(family, name, params)
         return self.con.execute(sql, dict(params or {})).df()
 
     def row(self, family: str, name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A one-row query as a dict of plain Python values (ints stay ints, NULL is None)."""
-        result = self.con.execute(self._prepare(family, name), dict(params or {}))
+        result = self.con.execute(self._prepare(family, name, params), dict(params or {}))
         columns = [d[0] for d in result.description]
         rows = result.fetchall()
         if len(rows) != 1:
             raise MetricError(f"{family}.{name} returned {len(rows)} rows, expected 1")
         return dict(zip(columns, rows[0], strict=True))
 
-    def _prepare(self, family: str, name: str) -> str:
+    def _prepare(self, family: str, name: str, params: Mapping[str, Any] | None = None) -> str:
         """The query's text, after building the scoped tables it names in ``-- requires:``."""
         queries = load_queries(family)
         if name not in queries:
             raise MetricError(f"no query {name!r} in sql/{family}.sql")
+        for (f, q, parameter), allowed in QUERY_CHOICES.items():
+            if (f, q) == (family, name) and (params or {}).get(parameter) not in allowed:
+                raise MetricError(f"{family}.{name}: {parameter} must be one of {', '.join(allowed)}")
         self.current  # noqa: B018 - raises if unscoped
         sql = queries[name]
         for needed in _requires(sql):

@@ -46,7 +46,7 @@ import pandas as pd
 import pyarrow as pa
 
 from analytics_lib.config import Settings
-from analytics_lib.metrics.engine import MetricError, MetricSession, load_queries
+from analytics_lib.metrics.engine import QUERY_VARIANTS, MetricError, MetricSession, load_queries
 from analytics_lib.warehouse import Snapshot, Warehouse
 from analytics_lib.warehouse.schema import TABLES, TableSpec
 from analytics_lib.warehouse.snapshot import connect as duckdb_connect
@@ -1072,10 +1072,13 @@ class SparkMetricSession(MetricSession):
         sql = spark_queries(family).get(name) or load_queries(family)[name]
         self.con.execute(sql)
 
-    def _prepare(self, family: str, name: str) -> str:
-        sql = super()._prepare(family, name)  # builds what the DuckDB block requires
+    def _prepare(self, family: str, name: str, params: Mapping[str, Any] | None = None) -> str:
+        sql = super()._prepare(family, name, params)  # builds what the DuckDB block requires
         return spark_queries(family).get(name, sql)
 
     def spark_sql(self, family: str, name: str, params: Mapping[str, Any] | None = None) -> str:
         """The Spark SQL a named query runs as in the current scope (docs, debugging)."""
-        return "\n;\n".join(self.con.translate(self._prepare(family, name), params))
+        if (family, name) in QUERY_VARIANTS:
+            name, parameter, value = QUERY_VARIANTS[(family, name)]
+            params = {**(params or {}), parameter: value}
+        return "\n;\n".join(self.con.translate(self._prepare(family, name, params), params))

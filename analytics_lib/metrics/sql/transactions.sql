@@ -38,9 +38,12 @@ SELECT
     coalesce(sum(amount_rc * amount_rc) FILTER (WHERE is_success), 0) AS volume_sum_squares
 FROM payments
 
--- name: by_payment_method
+-- name: by_dimension
+-- attempts, successes, failures and volume per value of $dimension: payment_method or provider
+-- (an allow-list: engine.QUERY_CHOICES). by_payment_method and by_provider are this query with
+-- the value column named after the dimension (engine.QUERY_VARIANTS).
 SELECT
-    payment_method,
+    CASE $dimension WHEN 'payment_method' THEN payment_method WHEN 'provider' THEN provider END AS value,
     count(*) AS transactions,
     count(*) FILTER (WHERE is_success) AS successful,
     count(*) FILTER (WHERE is_failed) AS failed,
@@ -49,20 +52,7 @@ SELECT
     count(*) / sum(count(*)) OVER () AS share_of_transactions
 FROM payments
 GROUP BY ALL
-ORDER BY transactions DESC, payment_method
-
--- name: by_provider
-SELECT
-    provider,
-    count(*) AS transactions,
-    count(*) FILTER (WHERE is_success) AS successful,
-    count(*) FILTER (WHERE is_failed) AS failed,
-    coalesce(sum(amount_rc) FILTER (WHERE is_success), 0) AS volume,
-    count(*) FILTER (WHERE is_success) / count(*) AS success_rate,
-    count(*) / sum(count(*)) OVER () AS share_of_transactions
-FROM payments
-GROUP BY ALL
-ORDER BY transactions DESC, provider
+ORDER BY transactions DESC, value
 
 -- name: time_series
 -- $grain is one of hour/day/week/month (checked in Python); buckets are local times.
@@ -89,7 +79,9 @@ ORDER BY failures DESC, failure_reason
 
 -- name: failures_by_dimension
 -- failure rate and top reason per value of each dimension (payment_method, provider, country,
--- amount_band, attempt), all in one pass over the period's payments; one row per dimension and value
+-- amount_band, attempt), all in one pass over the period's payments: attempts are counted per
+-- value, failed or not and failure reason, and the rate and the top reason read those counts; one
+-- row per dimension and value
 WITH tagged AS (
     SELECT
         payment_method, provider, country_code AS country,
@@ -103,7 +95,7 @@ WITH tagged AS (
         is_failed, failure_reason
     FROM payments
 ),
-grouped AS (
+counted AS (  -- attempts per dimension, value, failed or not, and failure reason
     SELECT
         CASE WHEN grouping(payment_method) = 0 THEN 'payment_method'
              WHEN grouping(provider) = 0 THEN 'provider'
@@ -115,37 +107,28 @@ grouped AS (
              WHEN grouping(country) = 0 THEN country
              WHEN grouping(amount_band) = 0 THEN amount_band
              ELSE attempt END AS value,
-        count(*) AS transactions,
-        count(*) FILTER (WHERE is_failed) AS failed,
-        count(*) FILTER (WHERE is_failed) / count(*) AS failure_rate
+        is_failed, failure_reason, count(*) AS attempts
     FROM tagged
-    GROUP BY GROUPING SETS ((payment_method), (provider), (country), (amount_band), (attempt))
+    GROUP BY GROUPING SETS ((payment_method, is_failed, failure_reason), (provider, is_failed, failure_reason),
+                            (country, is_failed, failure_reason), (amount_band, is_failed, failure_reason),
+                            (attempt, is_failed, failure_reason))
 ),
-reasons AS (  -- failures per value and reason
-    SELECT
-        CASE WHEN grouping(payment_method) = 0 THEN 'payment_method'
-             WHEN grouping(provider) = 0 THEN 'provider'
-             WHEN grouping(country) = 0 THEN 'country'
-             WHEN grouping(amount_band) = 0 THEN 'amount_band'
-             ELSE 'attempt' END AS dimension,
-        CASE WHEN grouping(payment_method) = 0 THEN payment_method
-             WHEN grouping(provider) = 0 THEN provider
-             WHEN grouping(country) = 0 THEN country
-             WHEN grouping(amount_band) = 0 THEN amount_band
-             ELSE attempt END AS value,
-        failure_reason, count(*) AS failures
-    FROM tagged
-    WHERE is_failed AND failure_reason IS NOT NULL
-    GROUP BY GROUPING SETS ((payment_method, failure_reason), (provider, failure_reason), (country, failure_reason),
-                            (amount_band, failure_reason), (attempt, failure_reason))
+grouped AS (
+    SELECT dimension, value,
+           CAST(sum(attempts) AS BIGINT) AS transactions,
+           CAST(coalesce(sum(attempts) FILTER (WHERE is_failed), 0) AS BIGINT) AS failed
+    FROM counted
+    GROUP BY dimension, value
 ),
 top AS (  -- the most frequent reason; of equally frequent ones the first by name
     SELECT dimension, value, failure_reason AS top_failure_reason
-    FROM (SELECT *, row_number() OVER (PARTITION BY dimension, value ORDER BY failures DESC, failure_reason) AS rank
-          FROM reasons)
+    FROM (SELECT *, row_number() OVER (PARTITION BY dimension, value ORDER BY attempts DESC, failure_reason) AS rank
+          FROM counted
+          WHERE is_failed AND failure_reason IS NOT NULL)
     WHERE rank = 1
 )
-SELECT g.dimension, g.value, g.transactions, g.failed, g.failure_rate, t.top_failure_reason
+SELECT g.dimension, g.value, g.transactions, g.failed, g.failed / g.transactions AS failure_rate,
+       t.top_failure_reason
 FROM grouped g
 LEFT JOIN top t ON t.dimension = g.dimension AND t.value IS NOT DISTINCT FROM g.value
 ORDER BY g.dimension, g.value

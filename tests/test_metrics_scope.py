@@ -1,0 +1,102 @@
+"""Scopes that build less: the trends' summary-only scope and the allow-listed breakdown queries.
+
+On tests/metric_fixtures.py: a summary-only scope gives the summaries of a full scope, refuses a
+query that needs another column (no silent answer), and a full scope that follows it answers as in
+a fresh session; ``by_payment_method``/``by_provider`` are ``by_dimension`` with the value column
+named after the dimension, and other dimensions are refused.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pytest
+
+from analytics_lib import metrics as m
+from analytics_lib.metrics import MetricError, Period
+from tests import metric_fixtures as fx
+
+MAY = Period.month(2024, 5, "Europe/Istanbul")
+APRIL = MAY.previous()
+SUMMARIES = (("transactions", "summary"), ("revenue", "summary"), ("customers", "summary"))
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    from analytics_lib.warehouse import Warehouse
+
+    return fx.build(Warehouse(tmp_path_factory.mktemp("scope") / "warehouse"))
+
+
+def _summaries(session: m.MetricSession) -> dict:
+    out = {f"{f}.{q}": session.row(f, q) for f, q in SUMMARIES}
+    out["revenue.daily"] = session.query("revenue", "daily")
+    return out
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], pd.DataFrame):
+            pd.testing.assert_frame_equal(a[key], b[key])
+        else:
+            assert a[key] == pytest.approx(b[key], rel=1e-12, nan_ok=True), key
+
+
+@pytest.mark.parametrize("filters", [None, {"country": "TR"}, {"payment_method": ["card", "paypal"]}])
+@pytest.mark.parametrize("period", [MAY, APRIL])
+def test_summary_only_scope_gives_the_full_scopes_summaries(warehouse, period, filters):
+    with m.MetricSession.open(warehouse) as full, m.MetricSession.open(warehouse) as lean:
+        full.scope(period, filters, "USD")
+        lean.scope(period, filters, "USD", summary_only=True)
+        assert lean.current.summary_only
+        _assert_same(_summaries(full), _summaries(lean))
+        # the narrow table: a query that reads another column fails instead of answering
+        with pytest.raises(duckdb.Error):
+            lean.query("transactions", "failure_reasons")
+
+
+def test_full_scope_after_summary_only_answers_as_a_fresh_session(warehouse):
+    with m.MetricSession.open(warehouse) as fresh, m.MetricSession.open(warehouse) as s:
+        s.scope(MAY, None, "USD", summary_only=True)
+        s.row("customers", "summary")  # builds paying_customers, customer_tail, ... on the narrow table
+        s.scope(MAY, None, "USD")
+        assert not s.current.summary_only
+        fresh.scope(MAY, None, "USD")
+        for family, name in (("transactions", "failure_reasons"), ("fraud", "indicators"),
+                             ("geography", "countries"), ("revenue", "by_product")):
+            pd.testing.assert_frame_equal(s.query(family, name), fresh.query(family, name))
+        _assert_same(_summaries(s), _summaries(fresh))
+        # a summary-only request is served by the full scope (no rebuild, the columns are there)
+        assert s.scope(MAY, None, "USD", summary_only=True) is s.current
+        assert not s.current.summary_only
+
+
+def test_trend_analysis_equals_the_full_scopes(warehouse):
+    with m.MetricSession.open(warehouse) as s:
+        trends = {t.metric: t for t in m.trend_analysis(s, MAY, currency="USD")}
+        s.scope(MAY, None, "USD")
+        may = _summaries(s)
+        s.scope(APRIL, None, "USD")
+        april = _summaries(s)
+    assert trends["gross_revenue"].current_value == pytest.approx(may["revenue.summary"]["gross_revenue"], rel=1e-12)
+    assert trends["gross_revenue"].previous_value == pytest.approx(april["revenue.summary"]["gross_revenue"], rel=1e-12)
+    assert trends["total_transactions"].previous_value == april["transactions.summary"]["total_transactions"]
+    assert trends["new_customers"].previous_value == april["customers.summary"]["new_customers"]
+    assert trends["net_revenue"].previous_value == pytest.approx(april["revenue.summary"]["net_revenue"], rel=1e-12)
+
+
+def test_breakdowns_are_one_allow_listed_query(warehouse):
+    with m.MetricSession.open(warehouse) as s:
+        s.scope(MAY, None, "USD")
+        for dimension in ("payment_method", "provider"):
+            named = s.query("transactions", f"by_{dimension}")
+            general = s.query("transactions", "by_dimension", {"dimension": dimension})
+            assert list(named.columns)[0] == dimension
+            pd.testing.assert_frame_equal(named, general.rename(columns={"value": dimension}))
+            total = s.row("transactions", "summary")
+            assert named["transactions"].sum() == total["total_transactions"]
+            assert named["volume"].sum() == pytest.approx(total["total_volume"], rel=1e-12)
+        for bad in ("country_code", "payment_method; DROP TABLE payments", None):
+            with pytest.raises(MetricError, match="dimension must be one of"):
+                s.query("transactions", "by_dimension", {"dimension": bad})
