@@ -50,6 +50,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -455,18 +456,26 @@ class StageFailed(RuntimeError):
 
 def _run_stage(name: str, args: dict, env: dict[str, str] | None = None, timeout: float | None = None) -> dict:
     before = _load1()
+    # its own process group, so a stage that runs out of time is ended with its children (a JVM)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.benchmarks.run", "--stage", name, json.dumps(args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+                                str(ROOT), os.environ.get("PYTHONPATH")])), **(env or {})})
     try:
-        proc = subprocess.run([sys.executable, "-m", "tests.benchmarks.run", "--stage", name, json.dumps(args)],
-                              capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-                                  str(ROOT), os.environ.get("PYTHONPATH")])), **(env or {})})
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         raise StageFailed(f"did not finish in {timeout:.0f} s") from exc
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     if proc.returncode != 0:
-        last = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
-        print(f"stage {name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+        last = [line for line in stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        print(f"stage {name} failed:\n{stderr[-3000:]}", file=sys.stderr)
         raise StageFailed(f"failed: {last[0][:200]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(stdout.strip().splitlines()[-1])
     load = f"{before:.1f}-{_load1():.1f}"
     for row in out["rows"]:
         row["load"] = load
@@ -501,6 +510,8 @@ def _known_peaks(engine: str, measured: list[tuple[int, float]]) -> list[tuple[i
     found = [(n, peak, "this run") for n, peak in measured]
     if not found and RESULTS.is_dir():
         for path in sorted(RESULTS.glob("bench-*.json"), reverse=True):
+            if path.name == "bench-partial.json":
+                continue
             try:
                 doc = json.loads(path.read_text())
             except (OSError, ValueError):
@@ -519,7 +530,7 @@ def estimate_peak_mb(engine: str, transactions: int, measured: list[tuple[int, f
     if not known:
         return None
     n, peak, where = max(known)
-    return peak * transactions / n, f"{peak / 1024:.1f} GB at {scale_label(n)} ({where})"
+    return peak * transactions / n, f"{peak / 1024:.1f} GB at {n:,} transactions, {where}"
 
 
 # -- the run ---------------------------------------------------------------------------------
