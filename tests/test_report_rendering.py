@@ -133,3 +133,26 @@ def test_pdf_pages_show_the_charts(rendered, tmp_path):
     assert chart_pages >= math.ceil(charts_in_report / 2), (chart_pages, charts_in_report, shares)
     ARTIFACTS.mkdir(exist_ok=True)
     pages[0].replace(ARTIFACTS / "monthly_executive-pdf-page-1.png")
+
+
+@pytest.mark.browser
+def test_one_printer_prints_several_reports_and_reports_errors(tmp_path):
+    """The runner's printer (a browser started while the notebook executes) prints like render_pdf,
+    more than once, and hands back a page's error; a closed printer refuses work."""
+    from analytics_lib.reporting.html import RenderError
+    from analytics_lib.reporting.pdf import Printer
+
+    good = tmp_path / "good.html"
+    good.write_text("<html><body><h1>Report</h1><p>No charts.</p></body></html>", encoding="utf-8")
+    broken = tmp_path / "broken.html"  # a chart that is never drawn (no plotly.js)
+    broken.write_text('<html><body><div class="pa-chart"></div></body></html>', encoding="utf-8")
+    with Printer() as printer:
+        for name in ("one.pdf", "two.pdf"):
+            check = printer.print(good, tmp_path / name, timeout_s=30)
+            assert (tmp_path / name).read_bytes()[:5] == b"%PDF-" and check.external_requests == []
+        with pytest.raises(RenderError, match="1 of 1 charts were not drawn"):
+            printer.print(broken, tmp_path / "broken.pdf", timeout_s=2)
+        assert not (tmp_path / "broken.pdf").exists()
+        printer.print(good, tmp_path / "three.pdf", timeout_s=30)  # still usable after an error
+    with pytest.raises(RenderError, match="closed"):
+        printer.print(good, tmp_path / "four.pdf")

@@ -39,18 +39,31 @@ def _clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def render_html(notebook: Path | nbformat.NotebookNode, title: str | None = None) -> str:
     """The report page for an executed notebook."""
-    from nbconvert import HTMLExporter
-
     nb = nbformat.read(str(notebook), as_version=4) if isinstance(notebook, (str, Path)) else notebook
     nb = _clean(nb)
     if title:
         nb.metadata["title"] = title
-    exporter = HTMLExporter(template_name="report", extra_template_basedirs=[str(TEMPLATE_DIR)],
-                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-                            embed_images=True)
+    exporter = _exporter()
     body, _ = exporter.from_notebook_node(nb, resources={"pa_css": stylesheet(), "pa_plotly_js": plotly_js()})
     body = add_table_of_contents(body)
     return body
+
+
+def _exporter():  # type: ignore[no-untyped-def]
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(template_name="report", extra_template_basedirs=[str(TEMPLATE_DIR)],
+                        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                        embed_images=True)
+
+
+def warm_up() -> None:
+    """Load what rendering needs (nbconvert, the report template, plotly.js) ahead of time: the
+    runner calls it in a thread while the notebook executes, so writing the HTML afterwards does
+    not start with half a second of imports."""
+    _ = _exporter().template
+    plotly_js()
+    stylesheet()
 
 
 def add_table_of_contents(page: str) -> str:

@@ -4,9 +4,11 @@ render, record, and refresh the portal."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,6 +182,9 @@ def run_report(name: str, *, parameters_file: Path | None = None, assignments: S
     say = log or (lambda _msg: None)
     started = time.monotonic()
     executed = folder / f"{report.name}.ipynb"
+    # while the notebook executes (in a child process), load the HTML renderer and start the
+    # browser that prints the PDF: both used to start only after the notebook finished
+    renderer = _Renderers("pdf" in fmts)
     try:
         say(f"running {report.name} for {label} (run {run_id})")
         record.timings["execute_s"] = round(execute(
@@ -192,7 +197,7 @@ def run_report(name: str, *, parameters_file: Path | None = None, assignments: S
             if produced:
                 record.artefacts[f] = produced[0] if len(produced) == 1 else ",".join(produced)
         title = (record.summary() or {}).get("title") or report.description or report.name
-        _render(report, record, executed, fmts, title, say)
+        _render(report, record, executed, fmts, title, say, renderer)
         record.status = "succeeded"
     except Exception as exc:  # noqa: BLE001 - every failure is recorded in the run, then re-raised as one line
         record.status = "failed"
@@ -202,6 +207,7 @@ def run_report(name: str, *, parameters_file: Path | None = None, assignments: S
         if not isinstance(exc, (ExecutionError, RunError)):
             (folder / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
     finally:
+        renderer.close()
         record.finished_at = datetime.now(UTC).isoformat()
         record.duration_s = round(time.monotonic() - started, 2)
         record.save()
@@ -214,12 +220,40 @@ def run_report(name: str, *, parameters_file: Path | None = None, assignments: S
     return record
 
 
+class _Renderers:
+    """Started before the notebook executes, in a thread so that the child process starts at once:
+    loads the HTML renderer and (for a PDF) starts the browser that will print it."""
+
+    def __init__(self, pdf: bool) -> None:
+        self.printer: Any = None
+        self._thread = threading.Thread(target=self._start, args=(pdf,), name="renderers", daemon=True)
+        self._thread.start()
+
+    def _start(self, pdf: bool) -> None:
+        from analytics_lib.reporting.html import warm_up
+        from analytics_lib.reporting.pdf import Printer
+
+        if pdf:
+            self.printer = Printer()
+        with suppress(Exception):  # only a warm-up: rendering itself reports any error
+            warm_up()
+
+    def ready(self) -> _Renderers:
+        self._thread.join()
+        return self
+
+    def close(self) -> None:
+        self._thread.join()
+        if self.printer is not None:
+            self.printer.close()
+
+
 def _render(report: Report, record: RunRecord, executed: Path, fmts: Sequence[str], title: str,
-            say: Callable[[str], None]) -> None:
+            say: Callable[[str], None], renderer: _Renderers) -> None:
     from analytics_lib.reporting.html import write_html
-    from analytics_lib.reporting.pdf import render_pdf
 
     html_path = record.path / f"{report.name}.html"
+    renderer.ready()
     t = time.monotonic()
     write_html(executed, html_path, title=title)
     record.timings["html_s"] = round(time.monotonic() - t, 2)
@@ -228,7 +262,12 @@ def _render(report: Report, record: RunRecord, executed: Path, fmts: Sequence[st
         say("printing the PDF")
         t = time.monotonic()
         pdf_path = record.path / f"{report.name}.pdf"
-        render_pdf(html_path, pdf_path)
+        if renderer.printer is None:  # the warm-up could not even import the printer
+            from analytics_lib.reporting.pdf import render_pdf
+
+            render_pdf(html_path, pdf_path)
+        else:
+            renderer.printer.print(html_path, pdf_path)
         record.timings["pdf_s"] = round(time.monotonic() - t, 2)
         record.artefacts["pdf"] = pdf_path.name
 
