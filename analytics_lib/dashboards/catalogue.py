@@ -20,6 +20,9 @@ class DashboardSpec:
     refresh_seconds: float
     #: "live" dashboards show a window of hours ending now; "period" ones a range of days
     window: str
+    #: the warehouse tables a refresh reads (None: every table). A live dashboard's refresh opens
+    #: a snapshot every few seconds, and each table costs its log update and its view.
+    tables: tuple[str, ...] | None = None
 
     @property
     def notebook(self) -> str:
@@ -36,7 +39,9 @@ DASHBOARDS: dict[str, DashboardSpec] = {
             "anomaly alerts.",
             ("kpis", "volume", "revenue", "failures", "providers", "geography", "methods",
              "fraud_alerts", "anomalies"),
-            5.0, "live"),
+            5.0, "live",
+            # metrics.realtime (payments, FX, checkout events, fraud alerts) and anomaly alerts
+            ("transactions", "fx_rates", "checkout_events", "fraud_alerts", "anomaly_alerts")),
         DashboardSpec(
             "executive", "Executive",
             "Revenue overview (total, growth, MRR), the KPI grid (success rate, customer growth, "

@@ -401,7 +401,7 @@ class Dashboard:
         self._roll_days(self._today(now))
         state = self.state
         try:
-            with MetricSession.open(self.warehouse, settings=self.settings) as session:
+            with MetricSession.open(self.warehouse, settings=self.settings, tables=self.spec.tables) as session:
                 view = load_view(self.spec.name, session, state, replace(self.context, now=now))
         except Exception as exc:  # noqa: BLE001 - shown as one line, never a traceback
             log.warning("refresh of %s failed: %s", self.spec.name, exc)
