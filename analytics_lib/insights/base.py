@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from analytics_lib.insights import text
 from analytics_lib.insights.options import InsightOptions
 from analytics_lib.metrics import ComprehensiveAnalytics, MetricSection, MetricSession, Period
 from analytics_lib.metrics.engine import load_queries as metric_queries
@@ -128,19 +129,12 @@ def rule(rule_id: str, category: str, description: str, needs: tuple[str, ...] =
 # -- the context ----------------------------------------------------------------------------------
 
 
-@dataclass
-class RuleContext:
-    """What a rule reads. Extra queries go through :meth:`query` (the package's own SQL, in the
-    result's scope) or :meth:`previous` (the metric layer's named queries for the previous period),
-    both cached so that rules sharing a query run it once."""
+class ResultReader:
+    """Reading one metric result: its sections' summary numbers and tables, trends, money in its
+    currency. The rules (through :class:`RuleContext`) and the executive summary read it alike."""
 
     result: ComprehensiveAnalytics
-    session: MetricSession | None
-    models: Mapping[str, Any]
-    options: InsightOptions
-    _cache: dict[Any, Any] = field(default_factory=dict)
 
-    # -- the result -----------------------------------------------------------------------
     @property
     def period(self) -> Period:
         return self.result.period
@@ -149,12 +143,10 @@ class RuleContext:
     def currency(self) -> str:
         return self.result.currency
 
-    @property
-    def monthly_factor(self) -> float:
-        """Multiplies a total of the period into a per-month figure."""
-        return DAYS_PER_MONTH / self.period.days
-
     def summary(self, section: str) -> dict[str, Any]:
+        """A section's summary (``"headline"``: the result's own headline numbers)."""
+        if section == "headline":
+            return self.result.summary
         s = self.result.sections.get(section)
         return s.summary if isinstance(s, MetricSection) else {}
 
@@ -169,15 +161,37 @@ class RuleContext:
         """A summary number as a float; None when missing or not finite."""
         return number(self.summary(section).get(key))
 
+    def raw(self, section: str, key: str) -> Any:
+        """A summary value as it is (a name, a code, ...)."""
+        return self.summary(section).get(key)
+
+    def trend(self, metric: str) -> Any:
+        return next((t for t in self.result.trends if t.metric == metric), None)
+
+    def money(self, value: float) -> str:
+        return text.money(value, self.currency)
+
+
+@dataclass
+class RuleContext(ResultReader):
+    """What a rule reads. Extra queries go through :meth:`query` (the package's own SQL, in the
+    result's scope) or :meth:`previous` (the metric layer's named queries for the previous period),
+    both cached so that rules sharing a query run it once."""
+
+    result: ComprehensiveAnalytics
+    session: MetricSession | None
+    models: Mapping[str, Any]
+    options: InsightOptions
+    _cache: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def monthly_factor(self) -> float:
+        """Multiplies a total of the period into a per-month figure."""
+        return DAYS_PER_MONTH / self.period.days
+
     def monthly_gross(self) -> float | None:
         gross = self.value("revenue", "gross_revenue")
         return None if gross is None else gross * self.monthly_factor
-
-    def trend(self, metric: str) -> Any:
-        for t in self.result.trends:
-            if t.metric == metric:
-                return t
-        return None
 
     def impact_from_revenue(self, estimated: float | None, default: str = "medium") -> str:
         """high / medium / low from the estimate's share of the month's gross revenue."""

@@ -9,39 +9,24 @@ failures, dunning, providers, fraud scoring, cohorts).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from analytics_lib.insights import text as fmt
-from analytics_lib.insights.base import Insight, InsightError, number
+from analytics_lib.insights.base import Insight, InsightError, ResultReader, number
 from analytics_lib.metrics import ComprehensiveAnalytics
 
 LEVELS = ("c_level", "vp_level", "director_level")
 MAX_SENTENCES = {"c_level": 6, "vp_level": 9, "director_level": 13}
 
 
-class _Numbers:
-    """Finite numbers of the result by section and key (None when missing)."""
+class _Numbers(ResultReader):
+    """The result's finite numbers by section and key (None when missing); ``"headline"`` is the
+    result's own summary."""
 
     def __init__(self, result: ComprehensiveAnalytics):
         self.result = result
-        self.period = result.period
-        self.currency = result.currency
 
     def get(self, section: str, key: str) -> float | None:
-        if section == "headline":
-            return number(self.result.summary.get(key))
-        s = self.result.sections.get(section)
-        return number(s.summary.get(key)) if s is not None else None
-
-    def raw(self, section: str, key: str) -> Any:
-        s = self.result.sections.get(section)
-        return s.summary.get(key) if s is not None else None
-
-    def money(self, value: float) -> str:
-        return fmt.money(value, self.currency)
-
-    def trend(self, metric: str) -> Any:
-        return next((t for t in self.result.trends if t.metric == metric), None)
+        return self.value(section, key)
 
 
 def _change(value: float) -> str:
@@ -102,7 +87,7 @@ def mrr_movements(n: _Numbers, insights: list[Insight]) -> str | None:
     quick = n.get("recurring_revenue", "quick_ratio")
     if quick is not None:
         s += f" (quick ratio {quick:.1f})"
-    return s[0].upper() + s[1:] + "."
+    return fmt.sentence_start(s) + "."
 
 
 def customers(n: _Numbers, insights: list[Insight]) -> str | None:
@@ -190,7 +175,7 @@ def providers(n: _Numbers, insights: list[Insight]) -> str | None:
     if not parts:
         return None
     s = "; ".join(parts)
-    return s[0].upper() + s[1:] + "."
+    return fmt.sentence_start(s) + "."
 
 
 def risks(n: _Numbers, insights: list[Insight]) -> str | None:
@@ -204,8 +189,7 @@ def risks(n: _Numbers, insights: list[Insight]) -> str | None:
         facts.append(f"refunds {fmt.percent(refund)}")
     s = ""
     if facts:
-        s = fmt.join(facts)
-        s = s[0].upper() + s[1:]
+        s = fmt.sentence_start(fmt.join(facts))
     if risk:
         watch = fmt.join([f"\u201c{i.title}\u201d" for i in risk[:2]])
         label = "Risk to watch" if len(risk[:2]) == 1 else "Risks to watch"

@@ -3,7 +3,9 @@ from the price elasticity around discounts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,26 @@ DEFAULT_SEGMENT_ACTIONS = [
 ]
 
 
+def above_average(groups: pd.DataFrame, amount: str, average: float, ctx: RuleContext) -> pd.DataFrame:
+    """The groups (RFM segments, countries) with enough customers whose ``amount`` per customer
+    is over the threshold multiple of ``average``, highest multiple first, with their ``value``
+    (per customer) and ``multiple`` (of the average)."""
+    o = ctx.options
+    rows = groups[groups["customers"] >= o.high_value_min_segment_customers].copy()
+    rows["value"] = rows[amount] / rows["customers"]
+    rows["multiple"] = rows["value"] / average
+    return rows[rows["multiple"] > o.high_value_ltv_multiple].sort_values("multiple", ascending=False)
+
+
+def also_above(high: pd.DataFrame, name: Callable[[Any], str], ctx: RuleContext) -> list[str]:
+    """The sentence naming the next three groups above the threshold (none: no sentence)."""
+    others = [f"{name(r)} ({fmt.money(r.value, ctx.currency)}, {fmt.multiple(r.multiple)})"
+              for r in high.iloc[1:4].itertuples()]
+    if not others:
+        return []
+    return [f"Also above {fmt.multiple(ctx.options.high_value_ltv_multiple)}: {fmt.join(others)}."]
+
+
 @rule("high_value_rfm_segment", "revenue_opportunity",
       "RFM segments whose lifetime revenue per customer exceeds a multiple of the average",
       needs=())
@@ -37,20 +59,16 @@ def high_value_rfm_segment(ctx: RuleContext) -> Insight | None:
     seg = ctx.table("customers", "rfm_segments")
     if seg.empty or not {"segment", "customers", "revenue"} <= set(seg.columns):
         return None
-    seg = seg[seg["customers"] > 0].copy()
+    seg = seg[seg["customers"] > 0]
     total_customers = int(seg["customers"].sum())
     if total_customers < o.high_value_min_customers:
         return None
     average = float(seg["revenue"].sum()) / total_customers
     if average <= 0:
         return None
-    seg["value"] = seg["revenue"] / seg["customers"]
-    seg["multiple"] = seg["value"] / average
-    high = seg[(seg["multiple"] > o.high_value_ltv_multiple)
-               & (seg["customers"] >= o.high_value_min_segment_customers)]
+    high = above_average(seg, "revenue", average, ctx)
     if high.empty:
         return None
-    high = high.sort_values("multiple", ascending=False)
     top = high.iloc[0]
     name = str(top["segment"])
     cur = ctx.currency
@@ -59,10 +77,7 @@ def high_value_rfm_segment(ctx: RuleContext) -> Insight | None:
         f"of everyone who has paid) have spent {fmt.money(top['value'], cur)} each to date, "
         f"{fmt.multiple(top['multiple'])} the average of {fmt.money(average, cur)}."
     ]
-    others = [f"{r.segment} ({fmt.money(r.value, cur)}, {fmt.multiple(r.multiple)})"
-              for r in high.iloc[1:4].itertuples()]
-    if others:
-        parts.append(f"Also above {fmt.multiple(o.high_value_ltv_multiple)}: {fmt.join(others)}.")
+    parts += also_above(high, lambda r: str(r.segment), ctx)
     estimated = None
     period_revenue = None
     if ctx.session is not None:
@@ -111,12 +126,7 @@ def high_value_country(ctx: RuleContext) -> Insight | None:
     paying = ctx.value("revenue", "paying_customers")
     if average is None or average <= 0 or paying is None or paying < o.high_value_min_customers:
         return None
-    c = countries[countries["customers"] >= o.high_value_min_segment_customers].copy()
-    if c.empty:
-        return None
-    c["value"] = c["volume"] / c["customers"]
-    c["multiple"] = c["value"] / average
-    high = c[c["multiple"] > o.high_value_ltv_multiple].sort_values("multiple", ascending=False)
+    high = above_average(countries, "volume", average, ctx)
     if high.empty:
         return None
     top = high.iloc[0]
@@ -129,10 +139,7 @@ def high_value_country(ctx: RuleContext) -> Insight | None:
         f"{fmt.multiple(top['multiple'])} the {fmt.money(average, cur)} average per paying customer "
         f"({fmt.count(top['customers'])} customers, {fmt.percent(top['volume'] / gross) if gross else 'n/a'} of revenue)."
     ]
-    others = [f"{fmt.country(r.country_code)} ({fmt.money(r.value, cur)}, {fmt.multiple(r.multiple)})"
-              for r in high.iloc[1:4].itertuples()]
-    if others:
-        parts.append(f"Also above {fmt.multiple(o.high_value_ltv_multiple)}: {fmt.join(others)}.")
+    parts += also_above(high, lambda r: fmt.country(r.country_code), ctx)
     parts.append(f"Growing the revenue from {name} by {fmt.percent(o.segment_growth_assumption, 0)} would add "
                  f"about {fmt.money(estimated, cur)} a month.")
     return Insight(
