@@ -165,6 +165,22 @@ def _minimise(objective: Any, starts: Sequence[Any], bounds: float = LOG_BOUND,
     return x, fun, FitInfo(success and not at_bound, int(best.nit), message, len(starts))
 
 
+def _mean_objective(ll: np.ndarray, grad: np.ndarray, w: np.ndarray, n: float, params: np.ndarray,
+                    penalizer: float) -> tuple[float, np.ndarray]:
+    """What the optimiser minimises: the mean negative log-likelihood over ``n`` customers (row
+    log-likelihoods ``ll`` weighted by ``w``), plus the optional L2 penalty as in ``lifetimes``,
+    and its gradient with respect to the log-parameters (chain rule: x ``params``). Not finite
+    -> 1e300 with a zero gradient, so L-BFGS-B backs off."""
+    value = -(w @ ll) / n
+    gradient = -(grad @ w) / n * params
+    if penalizer:
+        value += penalizer * float(np.sum(params**2)) / n
+        gradient += 2 * penalizer * params**2 / n
+    if not np.isfinite(value) or not np.all(np.isfinite(gradient)):
+        return 1e300, np.zeros(len(params))
+    return float(value), gradient
+
+
 # =============================================================================================
 # BG/NBD
 # =============================================================================================
@@ -185,16 +201,38 @@ def bgnbd_log_likelihood(params: Sequence[float], x: ArrayLike, t_x: ArrayLike, 
     -------
     numpy.ndarray of per-customer log-likelihoods.
     """
-    r, alpha, a, b = (float(v) for v in params)
     x, t_x, T = _as_arrays(x, t_x, T)
-    common = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    a1 = special.betaln(a, b + x) - special.betaln(a, b) - (r + x) * np.log(alpha + T)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a2 = np.where(x > 0,
-                      special.betaln(a + 1, np.maximum(b + x - 1, 1e-300)) - special.betaln(a, b)
-                      - (r + x) * np.log(alpha + t_x),
-                      -np.inf)
-    return common + np.logaddexp(a1, a2)
+    terms = _BGNBDTerms(params, x, t_x, T)
+    return terms.log_likelihood
+
+
+class _BGNBDTerms:
+    """The pieces of the BG/NBD log-likelihood, shared by the likelihood and its gradient.
+
+    ``L = exp(lg + r log(alpha)) (exp(b1) + exp(b2))`` with ``lg = log G(r+x)/G(r)``,
+    ``b1 = log B(a, b+x)/B(a, b) - (r+x) log(alpha+T)`` and, for ``x > 0``,
+    ``b2 = log B(a+1, b+x-1)/B(a, b) - (r+x) log(alpha+t_x)`` (else ``-inf``). The special
+    functions depend on x alone and are evaluated once per distinct frequency (``x_levels`` =
+    distinct values and each row's index into them).
+    """
+
+    def __init__(self, params: Sequence[float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
+                 x_levels: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self.r, self.alpha, self.a, self.b = r, alpha, a, b = tuple(float(v) for v in params)
+        self.levels, self.index = levels, index = x_levels if x_levels is not None else np.unique(x, return_inverse=True)
+        self.repeat = levels > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.bx1 = np.where(self.repeat, np.maximum(b + levels - 1, 1e-300), 1.0)
+            lg = (special.gammaln(r + levels) - special.gammaln(r))[index]
+            beta1 = (special.betaln(a, b + levels) - special.betaln(a, b))[index]
+            beta2 = np.where(self.repeat, special.betaln(a + 1, self.bx1) - special.betaln(a, b), -np.inf)[index]
+            self.rx = r + x
+            self.log_alpha = np.log(alpha)
+            self.l_T, self.l_tx = np.log(alpha + T), np.log(alpha + t_x)
+            self.b1 = beta1 - self.rx * self.l_T
+            self.b2 = beta2 - self.rx * self.l_tx
+            self.lse = np.logaddexp(self.b1, self.b2)
+            self.log_likelihood = lg + r * self.log_alpha + self.lse
 
 
 def bgnbd_log_likelihood_gradient(params: Sequence[float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
@@ -203,35 +241,23 @@ def bgnbd_log_likelihood_gradient(params: Sequence[float], x: np.ndarray, t_x: n
 
     ``x_levels`` = (distinct frequencies, index of each row's frequency) lets the special
     functions, which depend on x only, be evaluated once per distinct frequency."""
-    r, alpha, a, b = (float(v) for v in params)
-    levels, index = x_levels if x_levels is not None else np.unique(x, return_inverse=True)
+    t = _BGNBDTerms(params, x, t_x, T, x_levels)
+    r, alpha, a, b, xs, index = t.r, t.alpha, t.a, t.b, t.levels, t.index
     dg = special.digamma
-    xs = levels
-    repeat_s = xs > 0
-    bx1_s = np.where(repeat_s, b + xs - 1, 1.0)
-    # functions of x alone, on the distinct values
-    lg = (special.gammaln(r + xs) - special.gammaln(r))[index]
-    beta1 = (special.betaln(a, b + xs) - special.betaln(a, b))[index]
-    beta2 = np.where(repeat_s, special.betaln(a + 1, bx1_s) - special.betaln(a, b), -np.inf)[index]
+    # derivatives of the functions of x alone, on the distinct values
     psi_r = (dg(r + xs) - dg(r))[index]
     psi_abx = dg(a + b + xs)
     psi_ab = dg(a + b)
     da1 = (psi_ab - psi_abx)[index]
     da2 = (dg(a + 1) - dg(a) + psi_ab - psi_abx)[index]
     db1 = (dg(b + xs) - dg(b) + psi_ab - psi_abx)[index]
-    db2 = (np.where(repeat_s, dg(bx1_s), 0.0) - dg(b) + psi_ab - psi_abx)[index]
-    rx = r + x
-    log_alpha = np.log(alpha)
-    l_T, l_tx = np.log(alpha + T), np.log(alpha + t_x)
-    b1 = beta1 - rx * l_T
-    b2 = beta2 - rx * l_tx
-    lse = np.logaddexp(b1, b2)
-    w1, w2 = np.exp(b1 - lse), np.exp(b2 - lse)
-    d_r = psi_r + log_alpha - w1 * l_T - w2 * l_tx
-    d_alpha = r / alpha - w1 * rx / (alpha + T) - w2 * rx / (alpha + t_x)
+    db2 = (np.where(t.repeat, dg(t.bx1), 0.0) - dg(b) + psi_ab - psi_abx)[index]
+    w1, w2 = np.exp(t.b1 - t.lse), np.exp(t.b2 - t.lse)
+    d_r = psi_r + t.log_alpha - w1 * t.l_T - w2 * t.l_tx
+    d_alpha = r / alpha - w1 * t.rx / (alpha + T) - w2 * t.rx / (alpha + t_x)
     d_a = w1 * da1 + w2 * da2
     d_b = w1 * db1 + w2 * db2
-    return lg + r * log_alpha + lse, np.stack([d_r, d_alpha, d_a, d_b])
+    return t.log_likelihood, np.stack([d_r, d_alpha, d_a, d_b])
 
 
 def _compress(*columns: np.ndarray, weights: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
@@ -272,14 +298,7 @@ def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike | N
     def nll(log_params: np.ndarray) -> tuple[float, np.ndarray]:
         params = np.exp(log_params)
         ll, grad = bgnbd_log_likelihood_gradient(params, ux, ut, uT, levels)
-        value = -(w @ ll) / n
-        gradient = -(grad @ w) / n * params  # chain rule for the log-parameters
-        if penalizer:
-            value += penalizer * float(np.sum(params**2)) / n
-            gradient += 2 * penalizer * params**2 / n
-        if not np.isfinite(value) or not np.all(np.isfinite(gradient)):
-            return 1e300, np.zeros(4)
-        return float(value), gradient
+        return _mean_objective(ll, grad, w, n, params, penalizer)
 
     # starting points around the observed repeat rate (alpha is in the data's time unit)
     rate = max(float(w_all @ x) / max(float(w_all @ T), 1e-9), 1e-6)
@@ -454,14 +473,7 @@ def fit_gamma_gamma(x: ArrayLike, m: ArrayLike, weights: ArrayLike | None = None
         grad = np.stack([ux * (dg - special.digamma(px) + log_m + log_x - log_gm),
                          dg - special.digamma(q) + np.log(g) - log_gm,
                          q / g - (px + q) / (g + um * ux)])
-        value = -(w @ ll) / n
-        gradient = -(grad @ w) / n * params
-        if penalizer:
-            value += penalizer * float(np.sum(params**2)) / n
-            gradient += 2 * penalizer * params**2 / n
-        if not np.isfinite(value) or not np.all(np.isfinite(gradient)):
-            return 1e300, np.zeros(3)
-        return float(value), gradient
+        return _mean_objective(ll, grad, w, n, params, penalizer)
 
     # p gamma/(q-1) is the mean spend: start with that near the sample mean
     starts = [np.log([p0, q0, p0 * scale * (q0 - 1)]) for p0, q0 in ((1.0, 3.0), (4.0, 4.0), (10.0, 2.0), (0.5, 10.0))]

@@ -44,7 +44,7 @@ from analytics_lib.models.base import (
     TrainResult,
     data_range,
 )
-from analytics_lib.models.failure import (
+from analytics_lib.models.classifier import (
     HGB_DEFAULTS,
     PREDICT_BATCH_ROWS,
     TabularClassifier,

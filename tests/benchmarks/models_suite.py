@@ -76,7 +76,8 @@ def stage_models(root: Path, score_rows: int = 1_000_000, warehouse: Path | None
     """Train on a demo warehouse under ``root``, score the warehouse ``warehouse`` (default
     ``root / "generated"``); returns the benchmark rows."""
     from analytics_lib.models import Registry
-    from analytics_lib.models.failure import PaymentFailureModel, as_instant
+    from analytics_lib.models.classifier import as_instant, run_batched
+    from analytics_lib.models.failure import PaymentFailureModel
     from analytics_lib.models.fraud import FraudModel, FraudScorer
     from analytics_lib.synth import generate
     from analytics_lib.warehouse import Warehouse
@@ -129,8 +130,6 @@ def stage_models(root: Path, score_rows: int = 1_000_000, warehouse: Path | None
         numeric = scorer.classifier.numeric
         xa = np.where(np.isnan(x[:, [numeric.index(f) for f in scorer.anomaly_features]]),
                       scorer.anomaly_fill, x[:, [numeric.index(f) for f in scorer.anomaly_features]]).astype(np.float32)
-        from analytics_lib.models.failure import run_batched
-
         forest = scorer.forest
         raw = clock.time(f"  isolation forest ({len(forest.estimators_)} trees)", n,
                          lambda: run_batched(lambda part: -forest.score_samples(part), xa))
