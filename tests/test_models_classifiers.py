@@ -33,9 +33,9 @@ from analytics_lib.models.churn import (
     retention_strategies,
     training_reference_dates,
 )
+from analytics_lib.models.classifier import day_start
 from analytics_lib.models.failure import (
     PaymentFailureModel,
-    day_start,
     dunning_recovery_rate,
     failure_actions,
     renewals_at_risk,
@@ -222,6 +222,71 @@ def test_fraud_features_ignore_later_rows(warehouse: Warehouse) -> None:
     assert before["customer_attempts_24h"].sum() > 0 and before["prior_successes"].sum() > 0
     cols = [c for c in before.columns if c != "is_fraud"]  # the label may use later rows, features may not
     pd.testing.assert_frame_equal(before[cols], after[cols])
+
+
+HISTORY_FEATURES = ["customer_attempts_1h", "customer_attempts_24h", "card_changes_24h", "ip_attempts_1h",
+                    "ip_attempts_24h", "failures_1h", "prior_successes", "prior_alerts"]
+
+
+def _fraud_history_by_hand(snap, frame: pd.DataFrame) -> pd.DataFrame:
+    """The velocity and history features of ``frame``'s attempts counted one by one from their
+    definitions in sql/fraud.sql, over the whole history (no time lines, no running sums)."""
+    tx = snap.sql("""SELECT transaction_id, customer_id, ip_hash, created_at, status, failed_at, completed_at,
+                            payment_method, card_brand, card_country, card_expiry_month FROM transactions""")
+    alerts = snap.sql("SELECT customer_id, created_at AS alert_at FROM fraud_alerts")
+    # card = method, brand, issuing country, expiry month; changed = another card than the previous attempt's
+    tx = tx.sort_values(["customer_id", "created_at", "transaction_id"], kind="stable")
+    card = (tx[["payment_method", "card_brand", "card_country", "card_expiry_month"]].astype("string").fillna("-")
+            .agg("|".join, axis=1))
+    previous = card.groupby(tx["customer_id"]).shift()
+    tx["changed"] = (previous.notna() & (card != previous)).astype(int)
+    own = frame[["transaction_id", "customer_id", "ip_hash", "created_at"]].rename(columns={"created_at": "t"})
+    own = own.merge(tx[["transaction_id", "changed"]], on="transaction_id", how="left")
+    hour, day = pd.Timedelta(hours=1), pd.Timedelta(days=1)
+    same = own.merge(tx.drop(columns="ip_hash"), on="customer_id", suffixes=("", "_other"))
+    s = same["created_at"]
+    same["a1"] = (s >= same["t"] - hour) & (s < same["t"])
+    same["a24"] = (s >= same["t"] - day) & (s < same["t"])
+    same["c24"] = same["a24"] * same["changed_other"]
+    failed = same["failed_at"].where(same["status"] == "failed")
+    same["f1"] = (failed >= same["t"] - hour) & (failed < same["t"])
+    same["ok"] = same["completed_at"] < same["t"]
+    counts = same.groupby("transaction_id")[["a1", "a24", "c24", "f1", "ok"]].sum()
+    by_ip = own.dropna(subset=["ip_hash"]).merge(tx[["ip_hash", "created_at"]], on="ip_hash")
+    by_ip["i1"] = (by_ip["created_at"] >= by_ip["t"] - hour) & (by_ip["created_at"] < by_ip["t"])
+    by_ip["i24"] = (by_ip["created_at"] >= by_ip["t"] - day) & (by_ip["created_at"] < by_ip["t"])
+    ip_counts = by_ip.groupby("transaction_id")[["i1", "i24"]].sum()
+    flagged = own.merge(alerts, on="customer_id")
+    alert_counts = (flagged["alert_at"] < flagged["t"]).groupby(flagged["transaction_id"]).sum()
+    out = own.set_index("transaction_id").join(counts).join(ip_counts)
+    out["alerts"] = alert_counts
+    out = out.fillna(0)
+    return pd.DataFrame({
+        "customer_attempts_1h": out["a1"], "customer_attempts_24h": out["a24"],
+        "card_changes_24h": out["c24"] + out["changed"], "ip_attempts_1h": out["i1"], "ip_attempts_24h": out["i24"],
+        "failures_1h": out["f1"], "prior_successes": out["ok"], "prior_alerts": out["alerts"],
+    }).astype("int64")
+
+
+@pytest.mark.parametrize("candidates", ["window", "ids"])
+def test_fraud_history_features_match_a_count_by_hand(warehouse: Warehouse, candidates: str) -> None:
+    """The time lines (running sums, RANGE frames, totals from before the time line) give the same
+    counts as counting every attempt's history one by one: for a recent window of checkout
+    attempts, and for named attempts of any kind spread over the whole history."""
+    model = FraudModel()
+    with warehouse.snapshot() as snap:
+        if candidates == "window":
+            frame = model.features(snap, "window", END, start=day_start(END - timedelta(days=45)), end=day_start(END))
+        else:
+            ids = snap.sql("SELECT transaction_id FROM transactions USING SAMPLE 400 ROWS (reservoir, 3)")
+            frame = model.features(snap, "ids", END, ids=ids["transaction_id"].tolist())
+        frame = frame.merge(snap.sql("SELECT transaction_id, ip_hash FROM transactions"), on="transaction_id")
+        expected = _fraud_history_by_hand(snap, frame)
+    got = frame.set_index("transaction_id")[HISTORY_FEATURES].astype("int64")
+    assert len(got) > 300 and got.index.is_unique
+    # the fixture exercises every count (none is zero everywhere)
+    assert (got.sum() > 0).all(), got.sum()
+    pd.testing.assert_frame_equal(got.sort_index(), expected.loc[got.index].sort_index(), check_names=False)
 
 
 # ---- registry round trips ----------------------------------------------------------------------
