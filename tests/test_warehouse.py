@@ -210,3 +210,18 @@ def test_snapshots_reuse_the_tables_and_see_every_new_version(tmp_path):
     with reader.snapshot() as snap:
         assert snap.count("transactions") == 1 and snap.versions["transactions"] == writer.versions()["transactions"]
         assert snap.scalar("SELECT transaction_id FROM transactions") == "t7"
+
+
+def test_batches_of_any_size_are_classified_against_the_stored_key_range(warehouse: Warehouse):
+    """The stored keys are read between the batch's smallest and largest key (literals, quotes
+    escaped): a batch of more than 50 keys across several files still finds every stored key."""
+    for start in (0, 40, 80):
+        warehouse.upsert("transactions", [tx(i) for i in range(start, start + 40)])
+    batch = [tx(i, status="refunded") for i in range(10, 40)] + [tx(i) for i in range(50, 80)]
+    batch += [tx(i) for i in range(200, 219)] + [tx(0, transaction_id="t'quoted")]
+    result = warehouse.upsert("transactions", batch)
+    assert (result.inserted, result.updated, result.unchanged) == (20, 30, 30)
+    with warehouse.snapshot() as snap:
+        assert snap.count("transactions") == 140
+        assert snap.scalar("SELECT count(*) FROM transactions WHERE status = 'refunded'") == 30
+        assert snap.scalar("SELECT count(*) FROM transactions WHERE transaction_id = 't''quoted'") == 1

@@ -362,8 +362,8 @@ class Warehouse:
             # only the stored rows whose keys are in the batch (a semi join keeps the memory
             # proportional to the batch, not to the table)
             stored = parquet_view_sql(spec, files, columns=[*keys, *(["_row_hash"] if has_hash else [])])
-            con.execute(f"CREATE OR REPLACE TEMP VIEW target AS SELECT t.* FROM ({stored}) t "
-                        f"SEMI JOIN batch b ON {join}")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW target AS SELECT t.* FROM "
+                        f"(SELECT * FROM ({stored}) t {_key_range_filter(con, spec)}) t SEMI JOIN batch b ON {join}")
             hash_expr = "t._row_hash" if has_hash else "NULL"
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE classified AS
@@ -484,6 +484,29 @@ class Warehouse:
             rows.append({"table": name, "grain": spec.grain, "version": dt.version(),
                          "files": actions.num_rows, "rows": n})
         return rows
+
+
+def _key_range_filter(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> str:
+    """``WHERE`` each text or integer key column lies between the batch's smallest and largest
+    value, as literals: a table filter that skips row groups on their statistics at any batch
+    size (DuckDB pushes a join's keys into the scan only up to 50 of them: a fees upsert of 80
+    keys read all 24M stored fees, 3.1 s, against 0.1 s at 20 keys). Live ids sort after the
+    historical ones, so a live batch's range skips the history."""
+    conditions = []
+    for key in spec.keys:
+        kind = spec.column(key).duckdb_type.upper()
+        low, high = con.execute(f'SELECT min("{key}"), max("{key}") FROM batch').fetchall()[0]
+        if low is None or high is None:
+            continue
+        if kind in ("VARCHAR", "TEXT", "STRING"):
+            conditions.append(f'"{key}" BETWEEN {_text_literal(low)} AND {_text_literal(high)}')
+        elif kind in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT") and isinstance(low, int) and isinstance(high, int):
+            conditions.append(f'"{key}" BETWEEN {int(low)} AND {int(high)}')
+    return ("WHERE " + " AND ".join(f"t.{c}" for c in conditions)) if conditions else ""
+
+
+def _text_literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _files_by_partition(dt: DeltaTable, spec: TableSpec) -> dict[str | None, list[dict]]:
