@@ -180,11 +180,12 @@ def test_refresh_cost_on_a_big_warehouse(name):
     board = open_dashboard(name, warehouse=BIG, clock=lambda: now)
     opened = time.perf_counter() - started
     runs = 8 if name in ("operations", "developer") else 2
-    seconds = []
+    seconds, cpu = [], []
     for _ in range(runs):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         board.refresh()
         seconds.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)  # the machine is shared: CPU time is stable
         assert board.error is None, board.error
     snapshot, floor = [], []
     for _ in range(5):
@@ -200,7 +201,7 @@ def test_refresh_cost_on_a_big_warehouse(name):
                 metrics.realtime(session, now=now, hours=24)
             floor.append(time.perf_counter() - started)
     RESULTS.setdefault("refresh_cost_big_warehouse", {"transactions": rows, "now": now.isoformat()})[name] = {  # type: ignore[index]
-        "dashboard_start_s": round(opened, 2), "refresh_s": _summary(seconds),
+        "dashboard_start_s": round(opened, 2), "refresh_s": _summary(seconds), "refresh_cpu_s": _summary(cpu),
         "snapshot_open_s": _summary(snapshot), "load": _load(),
         **({"snapshot_and_realtime_only_s": _summary(floor)} if floor else {})}
     _save()

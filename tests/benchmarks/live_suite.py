@@ -1,9 +1,17 @@
 """Live-mode measurements for docs/live.md and docs/performance.md.
 
     python tests/benchmarks/live_suite.py detect --warehouse PATH [--runs 15]
+    python tests/benchmarks/live_suite.py realtime --warehouse PATH [--runs 15]
     python tests/benchmarks/live_suite.py simulate --warehouse COPY --rate 50 --seconds 60
 
-``detect`` only reads. ``simulate`` WRITES to the warehouse: give it a copy.
+``detect`` and ``realtime`` only read. ``simulate`` WRITES to the warehouse: give it a copy.
+
+``realtime`` times the live read path with wall-clock and process CPU time (the machine is shared:
+CPU time does not depend on what else runs): ``metrics.realtime`` for the same 24-hour window
+again and for a new window on each call (a live dashboard's clock moves), a fresh snapshot with
+the ``Warehouse`` kept (as a dashboard keeps it) and with a new one, and one whole operations
+dashboard refresh (fresh snapshot of its tables + every widget). Each sample records the load
+average it ran under.
 """
 
 from __future__ import annotations
@@ -61,6 +69,56 @@ def detect(location: str, runs: int) -> dict:
             **{k: _ms(v) for k, v in out.items()}}
 
 
+def _timed(samples: dict[str, list[tuple[float, float, float]]], key: str, work) -> None:  # type: ignore[no-untyped-def]
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    samples.setdefault(key, []).append((time.perf_counter() - wall, time.process_time() - cpu, os.getloadavg()[0]))
+
+
+def _summary(values: list[tuple[float, float, float]]) -> dict[str, float]:
+    walls, cpus, loads = zip(*values, strict=True)
+    return {**_ms(list(walls)), "cpu_median_ms": round(1000 * statistics.median(cpus), 1),
+            "load_min": round(min(loads), 1), "load_max": round(max(loads), 1)}
+
+
+def realtime(location: str, runs: int) -> dict:
+    from analytics_lib import metrics
+    from analytics_lib.dashboards import open_dashboard
+
+    wh = Warehouse(location)
+    with wh.snapshot(tables=["transactions"]) as snap:
+        rows, latest = snap.con.execute("SELECT count(*), max(created_at) FROM transactions").fetchall()[0]
+    now = min(latest, datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)  # a full window
+    samples: dict[str, list[tuple[float, float, float]]] = {}
+    with MetricSession.open(wh) as session:
+        metrics.realtime(session, now=now)  # the session's one-off set-up (FX factors) is not timed
+        for _ in range(runs):
+            _timed(samples, "realtime_same_window", lambda: metrics.realtime(session, now=now))
+        for i in range(runs):
+            moved = now - timedelta(minutes=7 * (i + 1))  # as a live clock moves between refreshes
+            _timed(samples, "realtime_new_window", lambda moved=moved: metrics.realtime(session, now=moved))
+    for _ in range(runs):
+        _timed(samples, "snapshot_kept_warehouse", lambda: MetricSession.open(wh).close())
+        _timed(samples, "snapshot_new_warehouse", lambda: MetricSession.open(location).close())
+
+    def snapshot_and_realtime(at: datetime) -> None:
+        with MetricSession.open(wh) as fresh:
+            metrics.realtime(fresh, now=at)
+
+    for i in range(runs):
+        _timed(samples, "snapshot_and_realtime", lambda i=i: snapshot_and_realtime(now - timedelta(minutes=3 * i)))
+    clock = {"now": now}
+    board = open_dashboard("operations", warehouse=location, clock=lambda: clock["now"])
+    board.refresh()  # anomaly detection runs at most once a minute: this refresh pays for it
+    for i in range(runs):
+        clock["now"] = now - timedelta(seconds=5 * (i + 1))
+        _timed(samples, "operations_refresh", board.refresh)
+        assert board.error is None, board.error
+    board.refresher.stop()
+    return {"warehouse": location, "transactions": rows, "now": now.isoformat(),
+            **{k: _summary(v) for k, v in samples.items()}}
+
+
 def simulate(location: str, rate: float, seconds: float, batch_seconds: float) -> dict:
     wh = Warehouse(location)
     sim = LiveSimulator(wh, SimulationOptions(rate=rate, batch_seconds=batch_seconds, duration=seconds, seed=1))
@@ -77,7 +135,7 @@ def simulate(location: str, rate: float, seconds: float, batch_seconds: float) -
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["detect", "simulate"])
+    parser.add_argument("what", choices=["detect", "realtime", "simulate"])
     parser.add_argument("--warehouse", required=True)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--rate", type=float, default=5.0)
@@ -85,8 +143,12 @@ def main() -> None:
     parser.add_argument("--batch-seconds", type=float, default=2.0)
     args = parser.parse_args()
     started = os.getloadavg()[0]
-    result = detect(args.warehouse, args.runs) if args.what == "detect" else simulate(
-        args.warehouse, args.rate, args.seconds, args.batch_seconds)
+    if args.what == "detect":
+        result = detect(args.warehouse, args.runs)
+    elif args.what == "realtime":
+        result = realtime(args.warehouse, args.runs)
+    else:
+        result = simulate(args.warehouse, args.rate, args.seconds, args.batch_seconds)
     result["load_average"] = [round(started, 2), round(os.getloadavg()[0], 2)]
     result["machine"] = describe()
     print(json.dumps(result, indent=2, default=str))
