@@ -51,7 +51,9 @@ def generate_insights(result: ComprehensiveAnalytics, *, session: MetricSession 
         raise InsightError(f"unknown rule id(s): {', '.join(unknown)}; rules: {', '.join(RULES)}")
     ctx = RuleContext(result, session, models, opts)
     insights: list[Insight] = []
-    for rule_id in ids:
+    # the session stays on the result's period (whose tables the metric layer built) until the
+    # rules that read the previous period; the ranking below does not depend on this order
+    for rule_id in sorted(ids, key=lambda i: RULES[i].previous_period):
         rule = RULES[rule_id]
         missing = rule.missing(ctx)
         if missing:

@@ -98,6 +98,9 @@ class Rule:
     #: what the rule cannot run without: "session" and/or "model:<name>"
     needs: tuple[str, ...]
     function: RuleFunction
+    #: whether it queries the previous period: such rules run after the others, so that the
+    #: session changes scope once instead of back and forth (each change rebuilds scope tables)
+    previous_period: bool = False
 
     def missing(self, ctx: RuleContext) -> list[str]:
         out = []
@@ -112,15 +115,17 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, category: str, description: str, needs: tuple[str, ...] = ()) -> Callable[[RuleFunction], RuleFunction]:
-    """Register a rule function in the catalogue under ``rule_id``."""
+def rule(rule_id: str, category: str, description: str, needs: tuple[str, ...] = (),
+         previous_period: bool = False) -> Callable[[RuleFunction], RuleFunction]:
+    """Register a rule function in the catalogue under ``rule_id`` (``previous_period``: it
+    queries the previous period through the session)."""
     if category not in CATEGORIES:
         raise InsightError(f"rule {rule_id}: unknown category {category!r}")
 
     def register(function: RuleFunction) -> RuleFunction:
         if rule_id in RULES:
             raise InsightError(f"rule {rule_id!r} is registered twice")
-        RULES[rule_id] = Rule(rule_id, category, description, tuple(needs), function)
+        RULES[rule_id] = Rule(rule_id, category, description, tuple(needs), function, previous_period)
         return function
 
     return register

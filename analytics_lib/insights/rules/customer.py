@@ -236,7 +236,7 @@ def churn_comparison(ctx: RuleContext) -> dict[str, Any] | None:
 
 
 @rule("churn_rate_rise", "customer",
-      "subscriber churn rate against the previous period (two-proportion test)", needs=())
+      "subscriber churn rate against the previous period (two-proportion test)", needs=(), previous_period=True)
 def churn_rate_rise(ctx: RuleContext) -> Insight | None:
     o = ctx.options
     c = churn_comparison(ctx)

@@ -66,7 +66,7 @@ def _describe(movers: list[dict[str, Any]], name: Callable[[str], str], what: st
 
 
 @rule("country_share_shift", "market",
-      "countries whose share of successful payments moved against the previous period", needs=("session",))
+      "countries whose share of successful payments moved against the previous period", needs=("session",), previous_period=True)
 def country_share_shift(ctx: RuleContext) -> Insight | None:
     current = ctx.table("geography", "countries")
     if current.empty:
@@ -116,7 +116,7 @@ def country_share_shift(ctx: RuleContext) -> Insight | None:
 
 
 @rule("payment_method_share_shift", "market",
-      "payment methods whose share of attempts moved against the previous period", needs=("session",))
+      "payment methods whose share of attempts moved against the previous period", needs=("session",), previous_period=True)
 def payment_method_share_shift(ctx: RuleContext) -> Insight | None:
     current = ctx.table("transactions", "by_payment_method")
     if current.empty:

@@ -128,7 +128,7 @@ def _confirmed(alerts: pd.DataFrame) -> int:
 
 @rule("fraud_spike", "risk",
       "share of payments scored for review/block and confirmed fraud alerts against the previous period",
-      needs=("session",))
+      needs=("session",), previous_period=True)
 def fraud_spike(ctx: RuleContext) -> Insight | None:
     o = ctx.options
     f = ctx.summary("fraud")
