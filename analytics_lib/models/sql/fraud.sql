@@ -40,11 +40,17 @@ WHERE created_at >= $start AND created_at < $end
   AND billing_reason IN ('purchase', 'subscription_create')
 
 -- name: candidates_ids
+-- the named rows are found on two columns first, then read whole by (created_at, transaction_id):
+-- the join's bounds on created_at skip the row groups outside the ids' time span, which a filter
+-- on the (random) ids alone cannot; reading every column of every row cost 8x finding the ids
 CREATE OR REPLACE TEMP TABLE fraud_candidates AS
-SELECT transaction_id, customer_id, created_at, risk_score, amount_minor, currency, payment_method, card_brand,
-       card_country, card_age_days, card_expiry_month, billing_reason, country_code, ip_country, ip_hash,
-       device_class, campaign_id, referrer_domain, discount_code
-FROM transactions WHERE list_contains($ids, transaction_id)
+WITH found AS MATERIALIZED (
+    SELECT DISTINCT created_at, transaction_id FROM transactions WHERE list_contains($ids, transaction_id)
+)
+SELECT t.transaction_id, t.customer_id, t.created_at, t.risk_score, t.amount_minor, t.currency, t.payment_method,
+       t.card_brand, t.card_country, t.card_age_days, t.card_expiry_month, t.billing_reason, t.country_code,
+       t.ip_country, t.ip_hash, t.device_class, t.campaign_id, t.referrer_domain, t.discount_code
+FROM transactions t SEMI JOIN found f ON f.created_at = t.created_at AND f.transaction_id = t.transaction_id
 
 -- name: features
 WITH rates AS (
