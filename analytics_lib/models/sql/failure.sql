@@ -47,14 +47,18 @@ FROM transactions
 WHERE created_at >= $start AND created_at < $end
 
 -- name: candidates_ids
--- The attempts named in $ids (any status; the outcome is not used to score them).
+-- The attempts named in $ids (any status; the outcome is not used to score them). Found on two
+-- columns first, then read whole by (created_at, transaction_id): the join's bounds on created_at
+-- skip the row groups outside the ids' time span (see fraud.sql candidates_ids).
 CREATE OR REPLACE TEMP TABLE failure_candidates AS
-SELECT transaction_id AS candidate_id, transaction_id, customer_id, subscription_id, created_at,
-       created_at AS history_at, amount_minor, currency, status, payment_method, provider,
-       card_brand, card_country, card_age_days, card_expiry_month, attempt_number, billing_reason,
-       plan_type, country_code, ip_country, device_class
-FROM transactions
-WHERE list_contains($ids, transaction_id)
+WITH found AS MATERIALIZED (
+    SELECT DISTINCT created_at, transaction_id FROM transactions WHERE list_contains($ids, transaction_id)
+)
+SELECT t.transaction_id AS candidate_id, t.transaction_id, t.customer_id, t.subscription_id, t.created_at,
+       t.created_at AS history_at, t.amount_minor, t.currency, t.status, t.payment_method, t.provider,
+       t.card_brand, t.card_country, t.card_age_days, t.card_expiry_month, t.attempt_number, t.billing_reason,
+       t.plan_type, t.country_code, t.ip_country, t.device_class
+FROM transactions t SEMI JOIN found f ON f.created_at = t.created_at AND f.transaction_id = t.transaction_id
 
 -- name: candidates_upcoming_renewals
 -- Renewals due in (as_of, as_of + $days days] of subscriptions in a paid period at $as_of (latest
