@@ -472,7 +472,9 @@ def _run_stage(name: str, args: dict, env: dict[str, str] | None = None, timeout
         os.killpg(proc.pid, signal.SIGKILL)
         raise
     if proc.returncode != 0:
-        last = [line for line in stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        # the error, not the last line of a Java stack trace
+        last = [line for line in lines if not line[:1].isspace()][-1:] or lines[-1:] or [f"exit code {proc.returncode}"]
         print(f"stage {name} failed:\n{stderr[-3000:]}", file=sys.stderr)
         raise StageFailed(f"failed: {last[0][:200]}")
     out = json.loads(stdout.strip().splitlines()[-1])
