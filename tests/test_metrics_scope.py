@@ -100,3 +100,49 @@ def test_breakdowns_are_one_allow_listed_query(warehouse):
         for bad in ("country_code", "payment_method; DROP TABLE payments", None):
             with pytest.raises(MetricError, match="dimension must be one of"):
                 s.query("transactions", "by_dimension", {"dimension": bad})
+
+
+LIVE_QUERIES = (("realtime", "hourly", None), ("transactions", "failure_reasons", None),
+                ("realtime", "distribution", {"dimension": "country"}),
+                ("realtime", "distribution", {"dimension": "payment_method"}),
+                ("transactions", "by_provider", None))
+
+
+@pytest.mark.parametrize("filters", [None, {"country": "TR"}, {"payment_method": ["card", "paypal"]}])
+@pytest.mark.parametrize("hours", [6, 24, 24 * 31])
+def test_live_scope_answers_the_real_time_queries_as_a_full_scope(warehouse, hours, filters):
+    """realtime() builds the window's payments with only the columns its queries (and the
+    operations dashboard's provider status) read; every answer equals the full window's."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2024, 5, 20, 13, 37, tzinfo=UTC)  # 1 h 37 min after three payments
+    period = Period((now - timedelta(hours=hours)).date(), now.date() + timedelta(days=1), "custom", "UTC")
+    window = (now - timedelta(hours=hours), now)
+    with m.MetricSession.open(warehouse) as full, m.MetricSession.open(warehouse) as live:
+        full.scope(period, filters, "USD", window=window)
+        live.scope(period, filters, "USD", window=window, columns="live")
+        assert live.current.columns == "live"
+        if filters is None:  # the window has payments (three at noon on the 20th)
+            assert full.row("realtime", "summary", {"hours": 1.0})["transactions"] > 0
+        lean_row = live.row("realtime", "summary", {"hours": float(hours)})
+        full_row = full.row("realtime", "summary", {"hours": float(hours)})
+        assert lean_row.keys() == full_row.keys()
+        for key, value in full_row.items():
+            if isinstance(value, float):
+                assert lean_row[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
+            else:
+                assert lean_row[key] == value, key
+        for family, name, params in LIVE_QUERIES:
+            pd.testing.assert_frame_equal(live.query(family, name, params), full.query(family, name, params))
+        with pytest.raises(duckdb.Error):  # a column the live table does not hold
+            live.query("revenue", "by_product")
+        # and realtime() itself, which opens the live scope, equals the full scope's answers
+        section = m.realtime(live, now=now, hours=hours, filters=filters, currency="USD", timezone="UTC")
+        assert live.current.columns == "live"
+        full.scope(period, filters, "USD", window=window)
+        pd.testing.assert_frame_equal(section.tables["hourly"], full.query("realtime", "hourly"))
+
+
+def test_unknown_scope_columns_are_refused(warehouse):
+    with m.MetricSession.open(warehouse) as s, pytest.raises(MetricError, match="unknown scope columns"):
+        s.scope(MAY, None, "USD", columns="everything")

@@ -124,7 +124,7 @@ def load_operations(session: MetricSession, state: FilterState, ctx: LoadContext
     s = live.summary
     with session.lock:
         scope = session.current  # the live window realtime() scoped: the same payments
-        session.scope(scope.period, scope.filters, scope.currency, scope.window)
+        session.scope(scope.period, scope.filters, scope.currency, scope.window, columns=scope.columns)
         providers = provider_status(session.query("transactions", "by_provider")) if ctx.wants("providers") else None
         fraud_alerts = session.query("fraud", "alerts") if ctx.wants("fraud_alerts") else None
     window = f"last {state.hours} h"

@@ -424,7 +424,7 @@ def realtime(session: MetricSession, now: datetime | None = None, hours: int = 2
     zone = ZoneInfo(tz)
     period = Period(start.astimezone(zone).date(), now.astimezone(zone).date() + timedelta(days=1), "custom", tz)
     with session.lock:
-        session.scope(period, Filters.of(filters), currency, window=(start, now))
+        session.scope(period, Filters.of(filters), currency, window=(start, now), columns="live")
         summary = session.row("realtime", "summary", {"hours": float(hours)})
         tables = {
             "hourly": session.query("realtime", "hourly"),

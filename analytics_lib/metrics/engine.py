@@ -146,8 +146,17 @@ class Scope:
     filters: Filters
     currency: str
     window: tuple[datetime, datetime] | None = None
-    #: ``payments`` holds only the columns the summaries read (see ``MetricSession.scope``)
-    summary_only: bool = False
+    #: which columns ``payments`` holds: every one, or only those the summaries or the real-time
+    #: queries read (see ``MetricSession.scope``)
+    columns: str = "all"
+
+    @property
+    def summary_only(self) -> bool:
+        return self.columns == "summary"
+
+
+#: the ``_scope.sql`` block that builds ``payments`` for each column set of a scope
+PAYMENTS_BLOCKS = {"all": "payments", "summary": "payments_summary", "live": "payments_live"}
 
 
 class MetricSession:
@@ -209,7 +218,7 @@ class MetricSession:
 
     def scope(self, period: Period, filters: Filters | Mapping[str, Any] | None = None,
               currency: str | None = None, window: tuple[datetime, datetime] | None = None,
-              *, summary_only: bool = False) -> Scope:
+              *, summary_only: bool = False, columns: str = "all") -> Scope:
         """Make ``period``/``filters``/``currency`` the scope of the following queries.
 
         ``window`` replaces the period's day bounds by exact UTC instants (the real-time window).
@@ -217,18 +226,23 @@ class MetricSession:
         revenue.summary, revenue.daily and customers.summary read (``_scope.sql``
         payments_summary): for a period that needs nothing else, such as the trends' previous
         period. Other queries fail in such a scope; a full scope of the same period serves it, and
-        a full scope that follows it builds only ``payments`` again.
+        a full scope that follows it builds only ``payments`` again. ``columns="live"`` does the
+        same for the real-time queries (``_scope.sql`` payments_live; :func:`realtime`).
         """
+        if summary_only:
+            columns = "summary"
+        if columns not in PAYMENTS_BLOCKS:
+            raise MetricError(f"unknown scope columns {columns!r}; choose from {', '.join(PAYMENTS_BLOCKS)}")
         filters = Filters.of(filters)
         try:
             currency = normalise_currency(currency or self.settings.reporting_currency)
         except ValueError as exc:
             raise MetricError(str(exc)) from None
-        scope = Scope(period, filters, currency, window, summary_only)
+        scope = Scope(period, filters, currency, window, columns)
         if scope == self._scope:
             return scope
-        if summary_only and self._scope == Scope(period, filters, currency, window):
-            return self._scope  # the full scope has every column the summaries read
+        if columns != "all" and self._scope == Scope(period, filters, currency, window):
+            return self._scope  # the full scope has every column the summaries or live queries read
         con = self.con
         self._scope = None
         if currency != self._fx_currency:
@@ -279,12 +293,11 @@ class MetricSession:
         elif block == "payments":
             key = self.current
         else:  # the same rows whichever columns payments has: kept when a full scope follows
-            key = replace(self.current, summary_only=False)
+            key = replace(self.current, columns="all")
         if self._built.get(block) == key:
             return
         if family == "_scope":
-            summary_only = block == "payments" and self.current.summary_only
-            self._run_statement(family, "payments_summary" if summary_only else block)
+            self._run_statement(family, PAYMENTS_BLOCKS[self.current.columns] if block == "payments" else block)
         else:
             self._build_history(block, sql, key)
         self._built[block] = key

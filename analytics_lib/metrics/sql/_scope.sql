@@ -60,6 +60,18 @@ SELECT
     is_success, is_failed, created_local, amount_rc, missing_rate
 FROM period_transactions
 
+-- name: payments_live
+-- `payments` of a real-time window (scope columns "live"): only the columns that realtime.sql,
+-- transactions.failure_reasons and transactions.by_dimension (the operations dashboard's provider
+-- status) read, which halves the window's build at 10M rows of history. Other queries fail in
+-- such a scope (no such column); a full scope of the same window serves it.
+-- requires: period_transactions
+CREATE OR REPLACE TEMP TABLE payments AS
+SELECT
+    customer_id, currency, status, payment_method, provider, country_code, failure_reason,
+    created_at, is_success, is_failed, created_local, amount_rc, missing_rate
+FROM period_transactions
+
 -- name: paying_customers
 -- The customers with a successful payment in the period (after filters), counted by several families.
 CREATE OR REPLACE TEMP TABLE paying_customers AS
