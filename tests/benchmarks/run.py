@@ -332,10 +332,14 @@ def stage_export(a: dict) -> dict:
     start, cpu = time.perf_counter(), _cpu_seconds()
     n = 0
     with Warehouse(a["warehouse"]).snapshot(tables=["transactions", "fees"]) as snap, open(export, "w") as out:
+        # the first payments, then only their fees (all fees of a 10M warehouse, 24M rows as
+        # Python dicts, do not fit in memory)
+        snap.con.execute("CREATE TEMP TABLE export_payments AS "
+                         f"SELECT * FROM transactions ORDER BY created_at, transaction_id LIMIT {int(a['limit'])}")
         fees: dict[str, list[dict]] = {}
-        for fee in snap.arrow("SELECT * FROM fees").to_pylist():
+        for fee in snap.arrow("SELECT f.* FROM fees f SEMI JOIN export_payments p USING (transaction_id)").to_pylist():
             fees.setdefault(fee["transaction_id"], []).append(fee)
-        reader = snap.con.sql(f"SELECT * FROM transactions ORDER BY created_at LIMIT {int(a['limit'])}").to_arrow_reader(50_000)
+        reader = snap.con.sql("SELECT * FROM export_payments ORDER BY created_at, transaction_id").to_arrow_reader(50_000)
         for batch in reader:
             for row in batch.to_pylist():
                 out.write(json.dumps(to_platform_json(row, fees.get(row["transaction_id"]))) + "\n")
