@@ -340,6 +340,11 @@ class Dashboard:
         self.refresh_seconds = float(seconds)
         self.refresher.min_interval = max(self.refresh_seconds * 0.8, MIN_GAP_S)
         self.clock_widget.interval = int(seconds * 1000)
+        if self.clock_widget.playing:
+            # the page's next tick was scheduled at the old interval (ipywidgets' Play sets one
+            # timeout per tick): pausing clears it, playing again schedules one at the new interval
+            self.clock_widget.playing = False
+            self.clock_widget.playing = True
         self._status()
 
     def _on_clock_interval(self, change: dict[str, Any]) -> None:
