@@ -19,27 +19,19 @@ The caller is responsible for key uniqueness across batches; keys are checked wi
 
 from __future__ import annotations
 
-import logging
-import random
-import time
 from collections.abc import Sequence
 
 import pyarrow as pa
-from deltalake import CommitProperties, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 
 from analytics_lib.warehouse.schema import get_table
 from analytics_lib.warehouse.tables import (
-    MAX_COMMIT_ATTEMPTS,
     ROW_GROUP_ROWS,
     Warehouse,
-    WarehouseError,
     WriteResult,
     _duck,
     new_batch_id,
 )
-
-log = logging.getLogger(__name__)
 
 # rows per Parquet row group: the warehouse's ROW_GROUP_ROWS (the time-bounded reads' unit of skipping)
 __all__ = ["ROW_GROUP_ROWS", "bulk_append", "is_empty", "writer_properties"]
@@ -81,33 +73,18 @@ def bulk_append(
     con = _duck(warehouse.settings.duckdb_memory_limit)
     try:
         con.register("batch_raw", batch)
-        if check_keys:
-            dupes = con.sql(
-                f"SELECT count(*) - count(DISTINCT ({', '.join(spec.keys)})) FROM batch_raw"
-            ).fetchall()[0][0]
-            if dupes:
-                raise WarehouseError(f"table {name}: batch has {dupes} duplicate keys {spec.keys}")
-        hashed = warehouse._with_system_columns(con, spec, batch_id)
+        hashed = warehouse._checked_batch(con, spec, batch_id, check_keys)
         con.unregister("batch_raw")
         del batch, data
     finally:
         con.close()
     props = CommitProperties(custom_metadata={"batch_id": batch_id, "writer": "analytics_lib"})
-    for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
-        with warehouse._writer_lock(name):
-            dt = warehouse.table(name)  # created with the table's schema and partitioning
-            try:
-                write_deltalake(dt, hashed, mode="append", commit_properties=props,
-                                writer_properties=properties or writer_properties(),
-                                storage_options=warehouse.storage_options)
-                break
-            except CommitFailedError as exc:
-                if attempt == MAX_COMMIT_ATTEMPTS:
-                    raise WarehouseError(f"table {name}: commit kept conflicting: {exc}") from exc
-        wait = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-        log.warning("commit conflict on %s (attempt %d), retrying in %.2fs", name, attempt, wait)
-        time.sleep(wait)
-    dt.update_incremental()
-    result.inserted = hashed.num_rows
-    result.version = dt.version()
-    return result
+
+    def append(dt: DeltaTable) -> WriteResult:  # created with the table's schema and partitioning
+        write_deltalake(dt, hashed, mode="append", commit_properties=props,
+                        writer_properties=properties or writer_properties(),
+                        storage_options=warehouse.storage_options)
+        dt.update_incremental()
+        return WriteResult(table=name, inserted=hashed.num_rows, version=dt.version())
+
+    return warehouse._committing(name, append)

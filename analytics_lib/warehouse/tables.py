@@ -27,7 +27,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -299,30 +299,42 @@ class Warehouse:
         con = _duck(self.settings.duckdb_memory_limit)
         try:
             con.register("batch_raw", batch)
-            dupes = con.sql(
-                f"SELECT count(*) - count(DISTINCT ({', '.join(spec.keys)})) FROM batch_raw"
-            ).fetchall()[0][0]
-            if dupes:
-                raise WarehouseError(f"table {name}: batch has {dupes} duplicate keys {spec.keys}")
-            hashed = self._with_system_columns(con, spec, batch_id)
+            hashed = self._checked_batch(con, spec, batch_id)
             # the hashed copy is all that is needed from here: free the input early (large files)
             con.unregister("batch_raw")
             del batch, data
             con.register("batch", hashed)
-            for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
-                with self._writer_lock(name):
-                    dt = self.table(name)
-                    try:
-                        return self._classify_and_write(con, spec, dt, batch_id, only_new, outcomes, hashed)
-                    except CommitFailedError as exc:
-                        if attempt == MAX_COMMIT_ATTEMPTS:
-                            raise WarehouseError(f"table {name}: commit kept conflicting: {exc}") from exc
-                        wait = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-                        log.warning("commit conflict on %s (attempt %d), retrying in %.2fs", name, attempt, wait)
-                        time.sleep(wait)
+            return self._committing(
+                name, lambda dt: self._classify_and_write(con, spec, dt, batch_id, only_new, outcomes, hashed))
         finally:
             con.close()
-        return result
+
+    def _checked_batch(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, batch_id: str,
+                       check_keys: bool = True) -> pa.Table:
+        """The batch registered as ``batch_raw`` with its system columns, once its keys are known
+        to be unique within it (a batch must never hold two versions of one row)."""
+        if check_keys:
+            dupes = con.sql(
+                f"SELECT count(*) - count(DISTINCT ({', '.join(spec.keys)})) FROM batch_raw"
+            ).fetchall()[0][0]
+            if dupes:
+                raise WarehouseError(f"table {spec.name}: batch has {dupes} duplicate keys {spec.keys}")
+        return self._with_system_columns(con, spec, batch_id)
+
+    def _committing(self, name: str, write: Callable[[DeltaTable], WriteResult]) -> WriteResult:
+        """``write(table)`` under the table's writer lock; when another writer's commit wins
+        (optimistic concurrency), again on the new version after a jittered backoff."""
+        for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
+            with self._writer_lock(name):
+                try:
+                    return write(self.table(name))
+                except CommitFailedError as exc:
+                    if attempt == MAX_COMMIT_ATTEMPTS:
+                        raise WarehouseError(f"table {name}: commit kept conflicting: {exc}") from exc
+            wait = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+            log.warning("commit conflict on %s (attempt %d), retrying in %.2fs", name, attempt, wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _with_system_columns(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, batch_id: str) -> pa.Table:
         """The batch with its content hash and batch columns, sorted as the table is stored
