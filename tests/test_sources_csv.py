@@ -334,3 +334,16 @@ def test_personal_columns_are_redacted_in_rejects(wh: Warehouse, tmp_path: Path)
         assert secret not in text
     assert "twice" in text  # the rest of a free-text column stays readable
     assert "neither an e-mail address nor a sha256 hex hash" in rejects(wh)[4]
+
+
+def test_huge_integers_are_rejected_as_rows_not_crashes():
+    """Found by the fuzzer (a 5,001-digit 'Card Exp Month'): int() refuses strings over 4,300
+    digits with a ValueError, which escaped the row's clean reject."""
+    from analytics_lib.warehouse.sources.mapped_csv import RowError, parse_int
+
+    for value in ("1" + "0" * 5000, "-" + "9" * 31, "1" + "0" * 30):
+        with pytest.raises(RowError, match="too large"):
+            parse_int(value, "Card Exp Month", 1, 12)
+    assert parse_int("0" * 5000 + "7", "Card Exp Month", 1, 12) == 7  # leading zeros are not size
+    assert parse_int("-" + "0" * 5000 + "12", "n") == -12
+    assert parse_int("9" * 30, "n") == int("9" * 30)

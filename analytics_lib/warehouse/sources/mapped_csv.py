@@ -263,7 +263,10 @@ def parse_int(value: str, label: str, low: int | None = None, high: int | None =
     text = value.strip()
     if not _INTEGER.match(text):
         raise RowError(f"{label} {text[:40]!r} is not a whole number")
-    out = int(text.split(".")[0])
+    digits = text.split(".")[0].lstrip("+-").lstrip("0") or "0"
+    if len(digits) > 30:  # beyond any amount or count (and int() refuses over 4,300 digits)
+        raise RowError(f"{label} {text[:40]!r} is too large")
+    out = int(("-" if text.startswith("-") else "") + digits)
     if (low is not None and out < low) or (high is not None and out > high):
         raise RowError(f"{label} {out} is outside {low}..{high}")
     return out
