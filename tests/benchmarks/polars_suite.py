@@ -10,15 +10,12 @@ the comparison is of equal work.
 
 from __future__ import annotations
 
-import resource
-import time
-
 import polars as pl
 
 from analytics_lib.metrics.period import Period
 from analytics_lib.warehouse import Warehouse
 from analytics_lib.warehouse.currency import CURRENCY_EXPONENTS
-from tests.benchmarks.pandas_suite import COLUMNS, SUCCESS
+from tests.benchmarks.pandas_suite import COLUMNS, SUCCESS, time_suite
 
 
 def load(warehouse: Warehouse) -> dict[str, pl.DataFrame]:
@@ -136,16 +133,6 @@ def suite(t: dict[str, pl.DataFrame], period: Period, rc: str = "USD") -> dict[s
 
 
 def timed(warehouse: Warehouse, period: Period, rc: str = "USD") -> tuple[float, float, dict[str, float]]:
-    """(load seconds, compute seconds, numbers); numbers["_compute_cpu_seconds"] is the process CPU
-    time of the compute part (all of polars' threads)."""
-
-    def cpu() -> float:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-
-    t0 = time.perf_counter()
-    tables = load(warehouse)
-    t1, c1 = time.perf_counter(), cpu()
-    numbers = suite(tables, period, rc)
-    compute_s, compute_cpu = time.perf_counter() - t1, cpu() - c1
-    return t1 - t0, compute_s, {**numbers, "_compute_cpu_seconds": compute_cpu}
+    """(load seconds, compute seconds, numbers), as ``pandas_suite.timed`` (CPU of all of polars'
+    threads)."""
+    return time_suite(load, suite, warehouse, period, rc)
