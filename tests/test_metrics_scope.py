@@ -39,6 +39,13 @@ def _assert_same(a: dict, b: dict) -> None:
     for key in a:
         if isinstance(a[key], pd.DataFrame):
             pd.testing.assert_frame_equal(a[key], b[key])
+        elif isinstance(a[key], dict) and None in a[key].values():  # approx refuses None values
+            assert a[key].keys() == b[key].keys(), key
+            for name, value in a[key].items():
+                if value is None or b[key][name] is None:
+                    assert value is b[key][name], (key, name)
+                else:
+                    assert value == pytest.approx(b[key][name], rel=1e-12, nan_ok=True), (key, name)
         else:
             assert a[key] == pytest.approx(b[key], rel=1e-12, nan_ok=True), key
 
@@ -146,3 +153,56 @@ def test_live_scope_answers_the_real_time_queries_as_a_full_scope(warehouse, hou
 def test_unknown_scope_columns_are_refused(warehouse):
     with m.MetricSession.open(warehouse) as s, pytest.raises(MetricError, match="unknown scope columns"):
         s.scope(MAY, None, "USD", columns="everything")
+
+
+def test_one_session_through_many_scopes_answers_as_fresh_sessions(warehouse):
+    """The scope views are made once per session and read the scope's variables when queried,
+    the filter variables are set only when the filters change, the unfiltered alert table is
+    built once, and a live window's payments are an Arrow table that a later full scope
+    replaces: none of it may change an answer. A session walked through filtered, unfiltered,
+    live and full scopes in turn answers each as a fresh session does."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2024, 5, 20, 13, 37, tzinfo=UTC)
+    day = Period(now.date() - timedelta(days=1), now.date() + timedelta(days=1), "custom", "UTC")
+    steps = [
+        (MAY, {"country": "TR"}, None, "all"),
+        (MAY, None, None, "all"),
+        (day, {"payment_method": ["card", "paypal"]}, (now - timedelta(hours=24), now), "live"),
+        (day, None, (now - timedelta(hours=24), now), "live"),
+        (APRIL, {"payment_method": ["card", "paypal"]}, None, "all"),
+        (day, None, (now - timedelta(hours=6), now), "live"),
+        (MAY, {"country": "TR"}, None, "summary"),
+        (MAY, None, None, "all"),
+    ]
+
+    def answers(session, period, filters, window, columns):
+        if columns == "live":
+            out = {"summary": session.row("realtime", "summary", {"hours": 24.0})}
+            for family, name, params in LIVE_QUERIES:
+                out[f"{family}.{name}.{params}"] = session.query(family, name, params)
+            return out
+        out = _summaries(session)
+        if columns == "all":
+            out["fraud.summary"] = session.row("fraud", "summary", {"review_threshold": 65, "block_threshold": 75})
+            out["failure_reasons"] = session.query("transactions", "failure_reasons")
+        return out
+
+    created: list[str] = []
+    with m.MetricSession.open(warehouse) as walked:
+        execute = walked.con.execute
+
+        def counting(sql, *args, **kwargs):
+            if isinstance(sql, str) and "TEMP VIEW filtered_transactions" in sql:
+                created.append(sql)
+            return execute(sql, *args, **kwargs)
+
+        walked.con = type("Counting", (), {"__getattr__": lambda _, n: getattr(walked.snapshot.con, n),
+                                           "execute": staticmethod(counting)})()
+        for period, filters, window, columns in steps:
+            walked.scope(period, filters, "USD", window=window, columns=columns)
+            got = answers(walked, period, filters, window, columns)
+            with m.MetricSession.open(warehouse) as fresh:
+                fresh.scope(period, filters, "USD", window=window, columns=columns)
+                _assert_same(answers(fresh, period, filters, window, columns), got)
+    assert len(created) == 1  # one view for the eight scopes

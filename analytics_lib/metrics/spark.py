@@ -1013,6 +1013,9 @@ class SparkMetricSession(MetricSession):
     The snapshot pins the Delta versions (and stays available as ``session.snapshot`` for code
     that reads raw tables through DuckDB); Spark reads exactly those versions."""
 
+    views_read_variables_late = False  # a Spark view holds the values bound when it was made
+    ARROW_PAYMENTS = frozenset()  # Spark keeps every table itself (SparkConnection._run)
+
     def __init__(self, snapshot: Snapshot, settings: Settings | None = None, owns_snapshot: bool = False,
                  *, warehouse: Warehouse | None = None, spark: SparkSession | None = None,
                  reader: str | None = None):

@@ -78,8 +78,9 @@ CREATE OR REPLACE TEMP TABLE paying_customers AS
 SELECT DISTINCT customer_id FROM payments WHERE is_success
 
 -- name: alert_transactions
--- Under filters, the payments of the window's fraud alerts that match them (empty, and no scan,
--- without filters: alert counts then need no payment at all).
+-- Under filters, the payments of the window's fraud alerts that match them. Unfiltered scopes
+-- need no payment at all for alert counts: the table is empty, built once for all of them.
+-- without filters: empty
 CREATE OR REPLACE TEMP TABLE alert_transactions AS
 SELECT transaction_id FROM filtered_transactions
 WHERE getvariable('filters_active')
