@@ -424,3 +424,21 @@ def test_spark_specific_blocks_name_blocks_that_exist():
 
     for family, blocks in spark_overrides().items():
         assert set(blocks) <= set(load_queries(family)), family
+
+
+def test_spark_conf_from_the_environment(monkeypatch):
+    """PAYMENT_ANALYTICS_SPARK_CONF pairs reach a new session; a pair without '=' is a clear error.
+    Local defaults replace Spark's cluster defaults (200 shuffle partitions, a 1 GB driver)."""
+    from analytics_lib.metrics import spark as sp
+
+    monkeypatch.setenv(sp.ENV_SPARK_CONF, " spark.driver.memory=12g , spark.sql.shuffle.partitions=16,")
+    assert sp.spark_conf_from_env() == {"spark.driver.memory": "12g", "spark.sql.shuffle.partitions": "16"}
+    monkeypatch.setenv(sp.ENV_SPARK_CONF, "spark.driver.memory")
+    with pytest.raises(m.MetricError, match="not key=value"):
+        sp.spark_conf_from_env()
+    monkeypatch.delenv(sp.ENV_SPARK_CONF)
+    assert sp.spark_conf_from_env() == {}
+    local = sp.local_spark_conf()
+    assert int(local["spark.sql.shuffle.partitions"]) == 2 * (os.cpu_count() or 2)
+    assert local["spark.driver.memory"] == "6g"
+

@@ -63,6 +63,30 @@ ENV_SPARK_MASTER = "PAYMENT_ANALYTICS_SPARK_MASTER"
 #: Spark) or ``delta`` (the Delta tables at the pinned versions, on a Delta-aware Spark)
 ENV_SPARK_READER = "PAYMENT_ANALYTICS_SPARK_READER"
 READERS = ("parquet", "delta")
+#: extra settings for a new Spark session, ``key=value`` pairs separated by commas (they win over
+#: the local defaults below), e.g. ``spark.driver.memory=12g,spark.sql.shuffle.partitions=16``
+ENV_SPARK_CONF = "PAYMENT_ANALYTICS_SPARK_CONF"
+
+
+def local_spark_conf() -> dict[str, str]:
+    """Defaults for a Spark inside this process (``local...`` masters). Spark's own defaults are a
+    cluster's: 200 shuffle partitions (hundreds of tiny tasks per query on a laptop: the metric
+    suite runs a few hundred queries) and a 1 GB driver, which is all the memory a local Spark
+    has (too little for 10M payments). A cluster keeps its own settings."""
+    cores = os.cpu_count() or 2
+    return {"spark.sql.shuffle.partitions": str(2 * cores), "spark.default.parallelism": str(2 * cores),
+            "spark.driver.memory": "6g"}
+
+
+def spark_conf_from_env() -> dict[str, str]:
+    """``PAYMENT_ANALYTICS_SPARK_CONF`` as a dict (a clear error for a pair without ``=``)."""
+    conf: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in os.environ.get(ENV_SPARK_CONF, "").split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise MetricError(f"{ENV_SPARK_CONF}: {pair!r} is not key=value")
+        conf[key.strip()] = value.strip()
+    return conf
 
 #: session settings the translation relies on (set on the metric layer's own Spark session):
 #: instants are UTC, errors are errors (ANSI: an overflow or a division by zero fails, as in
@@ -123,7 +147,9 @@ def spark_session(spark: SparkSession | None = None) -> SparkSession:
             builder = (builder.config("spark.driver.host", "127.0.0.1")
                        .config("spark.driver.bindAddress", "127.0.0.1")
                        .config("spark.ui.enabled", "false"))
-    for key, value in SPARK_SQL_CONF.items():
+            for key, value in local_spark_conf().items():
+                builder = builder.config(key, value)
+    for key, value in {**spark_conf_from_env(), **SPARK_SQL_CONF}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
