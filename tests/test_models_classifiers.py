@@ -35,12 +35,21 @@ from analytics_lib.models.churn import (
 )
 from analytics_lib.models.classifier import day_start
 from analytics_lib.models.failure import (
+    FAILURE_RISK_THRESHOLDS,
     PaymentFailureModel,
     dunning_recovery_rate,
     failure_actions,
     renewals_at_risk,
 )
-from analytics_lib.models.fraud import FraudModel, FraudScorer, card_precision_top_k, what_if
+from analytics_lib.models.fraud import (
+    FraudModel,
+    FraudScorer,
+    card_precision_top_k,
+    decisions,
+    fraud_risk_levels,
+    what_if,
+)
+from analytics_lib.models.scoring import risk_level, risk_levels
 from analytics_lib.synth import generate
 from analytics_lib.warehouse import Warehouse
 
@@ -529,6 +538,66 @@ def test_batch_scores_match_the_predictions(name: str, trained: dict, warehouse:
         if name == "fraud":
             assert p.details["risk_score"] == by_id.loc[p.entity_id, "risk_score"]
             assert p.details["decision"] == by_id.loc[p.entity_id, "decision"]
+
+
+@pytest.mark.parametrize("name", ["payment_failure", "fraud"])
+def test_batch_score_columns_are_the_columns_of_python_values(name: str, trained: dict, warehouse: Warehouse,
+                                                                registry: Registry) -> None:
+    """score() builds its text columns from the Arrow columns and its labels from integer codes;
+    the frame is the one built from Python strings and per-row label choices (values, dtypes,
+    missing ids), exactly."""
+    model = models.get(name)
+    loaded = model.load(registry)
+    start, end = END - timedelta(days=30), END + timedelta(days=1)
+    with warehouse.snapshot() as snap:
+        scores = model.score(loaded, snap, start, end)
+        if name == "fraud":
+            table = model.feature_table(snap, "window", end, start=day_start(start), end=day_start(end))
+        else:
+            table = model.feature_table(snap, "attempts", start=day_start(start), end=day_start(end))
+    texts = ["transaction_id", "customer_id"] + (["subscription_id", "payment_method"] if name == "payment_failure" else [])
+    expected = scores.copy()
+    for col in texts:
+        expected[col] = pd.Series(table[col].to_numpy(zero_copy_only=False).astype(object))
+    if name == "fraud":
+        art = loaded.model
+        expected["decision"] = pd.Series(np.array([
+            "block" if s >= art.block_threshold else "review" if s >= art.review_threshold else "approve"
+            for s in scores["risk_score"]], dtype=object))
+        expected["risk_level"] = pd.Series(np.array([
+            {"block": "critical", "review": "high"}.get(d, "medium" if s >= 30 else "low")
+            for d, s in zip(expected["decision"], scores["risk_score"], strict=True)], dtype=object))
+    else:
+        expected["risk_level"] = pd.Series(np.array([risk_level(p, FAILURE_RISK_THRESHOLDS)
+                                                     for p in scores["probability"]], dtype=object))
+    for col in expected.columns:  # the frame a DataFrame of those Python values infers
+        assert expected[col].dtype == scores[col].dtype, col
+    if name == "payment_failure":
+        assert scores["subscription_id"].isna().any() and scores["subscription_id"].notna().any()
+    assert set(scores["risk_level"]) > {"low"}
+    pd.testing.assert_frame_equal(scores, expected, check_exact=True)
+
+
+@pytest.mark.parametrize("review,block", [(65, 75), (50, 50), (80, 60), (1, 99)])
+def test_fraud_decisions_and_levels_follow_the_thresholds(review: int, block: int) -> None:
+    """decisions() and fraud_risk_levels() (integer codes, then a lookup) apply the rules score by
+    score: block at or above the block threshold, else review at or above the review threshold;
+    critical / high for block / review, medium from 30, else low."""
+    score = np.arange(100)
+    decision = decisions(score, review, block)
+    assert decision.dtype == object
+    assert decision.tolist() == ["block" if s >= block else "review" if s >= review else "approve" for s in score]
+    assert fraud_risk_levels(score, decision).tolist() == [
+        {"block": "critical", "review": "high"}.get(d, "medium" if s >= 30 else "low")
+        for s, d in zip(score, decision, strict=True)]
+
+
+@pytest.mark.parametrize("thresholds", [(0.3, 0.6, 0.8), (0.5, 0.5, 0.9), (0.8, 0.6, 0.3)])
+def test_risk_levels_are_the_scalar_rule(thresholds: tuple[float, float, float]) -> None:
+    p = np.array([np.nan, -0.1, 0.0, 0.29, 0.3, 0.31, 0.5, 0.59, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2])
+    levels = risk_levels(p, thresholds)
+    assert levels.dtype == object
+    assert levels.tolist() == [risk_level(v, thresholds) for v in p]
 
 
 def test_platform_churn_rules_fire_above_their_thresholds() -> None:

@@ -47,19 +47,22 @@ from analytics_lib.models.classifier import (
     day_start,
     feature_table,
     fit_tabular_classifier,
+    label_column,
     last_data_day,
     local_params,
     money_params,
     require_ids,
     scorecard_for,
+    text_column,
 )
 from analytics_lib.models.registry import LoadedModel, feature_fingerprint
 from analytics_lib.models.scoring import (
+    RISK_LEVELS,
     Scorecard,
     TimeSplit,
     confidence_from_margin,
     risk_level,
-    risk_levels,
+    risk_level_codes,
 )
 from analytics_lib.warehouse import Snapshot
 
@@ -180,14 +183,14 @@ class PaymentFailureModel(Model):
         p = artifact.classifier.predict_proba(table)
         amount = as_floats(table["amount_rc"])
         return pd.DataFrame({
-            "transaction_id": table["transaction_id"].to_numpy(zero_copy_only=False),
-            "customer_id": table["customer_id"].to_numpy(zero_copy_only=False),
-            "subscription_id": table["subscription_id"].to_numpy(zero_copy_only=False),
+            "transaction_id": text_column(table["transaction_id"]),
+            "customer_id": text_column(table["customer_id"]),
+            "subscription_id": text_column(table["subscription_id"]),
             "created_at": table["created_at"].to_pandas(),
-            "payment_method": table["payment_method"].to_numpy(zero_copy_only=False),
+            "payment_method": text_column(table["payment_method"]),
             "amount_rc": amount,
             "probability": p,
-            "risk_level": risk_levels(p, FAILURE_RISK_THRESHOLDS),
+            "risk_level": label_column(RISK_LEVELS, risk_level_codes(p, FAILURE_RISK_THRESHOLDS)),
             "amount_at_risk": p * amount,
         })
 

@@ -56,18 +56,22 @@ from analytics_lib.models.classifier import (
     encode_matrix,
     feature_table,
     fit_tabular_classifier,
+    label_column,
     local_params,
     money_params,
     require_ids,
     run_batched,
+    text_column,
 )
 from analytics_lib.models.registry import LoadedModel, feature_fingerprint
 from analytics_lib.models.scoring import (
+    RISK_LEVELS,
     Scorecard,
     TimeSplit,
     beats,
     classification_metrics,
     confidence_from_margin,
+    labels_of,
 )
 from analytics_lib.warehouse import Snapshot
 
@@ -294,16 +298,16 @@ class FraudModel(Model):
         p_sup, z = artifact.scorer.components(table)
         p = artifact.scorer.combine(p_sup, z)
         score = FraudScorer.risk_score(p)
-        decision = decisions(score, artifact.review_threshold, artifact.block_threshold)
+        decision = decision_codes(score, artifact.review_threshold, artifact.block_threshold)
         return pd.DataFrame({
-            "transaction_id": table["transaction_id"].to_numpy(zero_copy_only=False),
-            "customer_id": table["customer_id"].to_numpy(zero_copy_only=False),
+            "transaction_id": text_column(table["transaction_id"]),
+            "customer_id": text_column(table["customer_id"]),
             "created_at": table["created_at"].to_pandas(),
             "amount_rc": table["amount_rc"].to_numpy(zero_copy_only=False),
             "probability": p,
             "risk_score": score,
-            "decision": decision,
-            "risk_level": fraud_risk_levels(score, decision),
+            "decision": label_column(DECISIONS, decision),
+            "risk_level": label_column(RISK_LEVELS, fraud_risk_level_codes(score, decision)),
             "supervised_probability": p_sup,
             "anomaly_z": z,
             "platform_risk_score": table["platform_risk_score"].to_numpy(zero_copy_only=False),
@@ -469,17 +473,34 @@ class FraudModel(Model):
         return out
 
 
+#: the decisions in order; :func:`decision_codes` indexes this
+DECISIONS = ("approve", "review", "block")
+
+
+def decision_codes(score: np.ndarray, review_threshold: int, block_threshold: int) -> np.ndarray:
+    """Index into :data:`DECISIONS` for each 0-99 score: block at or above the block threshold,
+    else review at or above the review threshold, else approve."""
+    score = np.asarray(score)
+    return np.where(score >= block_threshold, 2, np.where(score >= review_threshold, 1, 0)).astype(np.int8)
+
+
 def decisions(score: np.ndarray, review_threshold: int, block_threshold: int) -> np.ndarray:
     """approve / review / block for each 0-99 score."""
-    score = np.asarray(score)
-    return np.select([score >= block_threshold, score >= review_threshold], ["block", "review"], "approve").astype(object)
+    return labels_of(DECISIONS, decision_codes(score, review_threshold, block_threshold))
+
+
+def fraud_risk_level_codes(score: np.ndarray, decision_code: np.ndarray) -> np.ndarray:
+    """Index into :data:`RISK_LEVELS` (low, medium, high, critical): critical when blocked, high
+    when reviewed, medium from a score of 30, else low."""
+    score, decision_code = np.asarray(score), np.asarray(decision_code)
+    return np.where(decision_code == 2, 3, np.where(decision_code == 1, 2, (score >= 30).astype(np.int8))).astype(np.int8)
 
 
 def fraud_risk_levels(score: np.ndarray, decision: np.ndarray) -> np.ndarray:
     """critical when blocked, high when reviewed, medium from a score of 30, else low."""
-    score, decision = np.asarray(score), np.asarray(decision)
-    return np.select([decision == "block", decision == "review", score >= 30],
-                     ["critical", "high", "medium"], "low").astype(object)
+    decision = np.asarray(decision)
+    code = np.where(decision == "block", 2, np.where(decision == "review", 1, 0))
+    return labels_of(RISK_LEVELS, fraud_risk_level_codes(score, code))
 
 
 FEATURE_LABELS = {

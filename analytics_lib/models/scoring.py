@@ -104,11 +104,26 @@ def risk_level(probability: float, thresholds: tuple[float, float, float] = (0.3
     return "low"
 
 
-def risk_levels(probability: np.ndarray, thresholds: tuple[float, float, float] = (0.3, 0.6, 0.8)) -> np.ndarray:
-    """:func:`risk_level` of every probability at once."""
+#: the risk levels in order; :func:`risk_level_codes` indexes this
+RISK_LEVELS = ("low", "medium", "high", "critical")
+
+
+def risk_level_codes(probability: np.ndarray, thresholds: tuple[float, float, float] = (0.3, 0.6, 0.8)) -> np.ndarray:
+    """Index into :data:`RISK_LEVELS` of every probability (0 low .. 3 critical)."""
     p = np.asarray(probability, dtype=float)
     low, medium, high = thresholds
-    return np.select([p >= high, p >= medium, p >= low], ["critical", "high", "medium"], "low").astype(object)
+    return (p >= low).astype(np.int8) + (p >= medium) + (p >= high) if low <= medium <= high else \
+        np.select([p >= high, p >= medium, p >= low], [3, 2, 1], 0).astype(np.int8)
+
+
+def risk_levels(probability: np.ndarray, thresholds: tuple[float, float, float] = (0.3, 0.6, 0.8)) -> np.ndarray:
+    """:func:`risk_level` of every probability at once."""
+    return labels_of(RISK_LEVELS, risk_level_codes(probability, thresholds))
+
+
+def labels_of(labels: tuple[str, ...], codes: np.ndarray) -> np.ndarray:
+    """``labels[code]`` for every code, as an object array (a lookup, not a string comparison per row)."""
+    return np.array(labels, dtype=object)[np.asarray(codes)]
 
 
 def confidence_from_margin(probability: float) -> float:
