@@ -76,6 +76,23 @@ def feature_table(snapshot: Snapshot, model: str, name: str, params: dict[str, A
     return snapshot.con.sql(sql, params=params).to_arrow_table()
 
 
+def candidates_feature_table(snapshot: Snapshot, model: str, candidates: str, candidate_params: dict[str, Any],
+                             params: dict[str, Any], name: str = "features") -> pa.Table:
+    """The feature query ``name`` of ``model`` over the rows of its query ``candidates``, in one
+    statement: the candidates query becomes the feature query's materialized CTE
+    ``<model>_candidates``. (Writing 1M candidates to a temporary table first, for the feature
+    query to read, took 1.7 s of CPU where selecting them took 0.5-0.7 s.)"""
+    queries = sqlfeatures.load_sql(model)
+    body = queries[name]
+    if not body.startswith("WITH "):
+        raise ValueError(f"{model}.{name} must start with WITH to take the candidates as a CTE")
+    shared = set(candidate_params) & set(params)
+    if shared:
+        raise ValueError(f"parameters bound twice: {', '.join(sorted(shared))}")
+    sql = f"WITH {model}_candidates AS MATERIALIZED (\n{queries[candidates]}\n),\n{body[len('WITH '):]}"
+    return snapshot.con.sql(sql, params={**candidate_params, **params}).to_arrow_table()
+
+
 def feature_frame(snapshot: Snapshot, model: str, name: str, params: dict[str, Any]) -> pd.DataFrame:
     """:func:`feature_table` as a DataFrame (numbers with gaps arrive as floats with NaN)."""
     return feature_table(snapshot, model, name, params).to_pandas()

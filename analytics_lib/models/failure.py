@@ -43,9 +43,9 @@ from analytics_lib.models.classifier import (
     add_months,
     as_floats,
     as_instant,
+    candidates_feature_table,
     check_rates,
     day_start,
-    feature_table,
     fit_tabular_classifier,
     label_column,
     last_data_day,
@@ -158,10 +158,10 @@ class PaymentFailureModel(Model):
 
     # -- features ---------------------------------------------------------------------------
     def feature_table(self, snapshot: Snapshot, candidates: str, **params: Any) -> pa.Table:
-        """Stage candidates with the named query (``window``, ``attempts``, ``ids``,
-        ``upcoming_renewals``) and return their feature rows as an Arrow table."""
-        sqlfeatures.query(snapshot, "failure", f"candidates_{candidates}", params)
-        table = feature_table(snapshot, "failure", "features", {**money_params(), **local_params()})
+        """Feature rows of the candidates of the named query (``window``, ``attempts``, ``ids``,
+        ``upcoming_renewals``) as an Arrow table."""
+        table = candidates_feature_table(snapshot, "failure", f"candidates_{candidates}", params,
+                                         {**money_params(), **local_params()})
         check_rates(table, "payment_failure features")
         return table
 

@@ -34,7 +34,6 @@ from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from analytics_lib.models import features as sqlfeatures
 from analytics_lib.models.base import (
     Action,
     Model,
@@ -50,11 +49,11 @@ from analytics_lib.models.classifier import (
     TabularClassifier,
     add_months,
     as_instant,
+    candidates_feature_table,
     check_rates,
     curves,
     day_start,
     encode_matrix,
-    feature_table,
     fit_tabular_classifier,
     label_column,
     local_params,
@@ -272,11 +271,11 @@ class FraudModel(Model):
         return TimeSplit(first, cutoff, mature_end)
 
     def feature_table(self, snapshot: Snapshot, candidates: str, label_at: date | datetime, **params: Any) -> pa.Table:
-        """Stage candidates with the named query (``window``, ``ids``) and return their feature
-        rows, labelled as known at ``label_at``, as an Arrow table."""
-        sqlfeatures.query(snapshot, "fraud", f"candidates_{candidates}", params)
-        table = feature_table(snapshot, "fraud", "features",
-                              {**money_params(), "tz": local_params()["tz"], "label_at": as_instant(label_at)})
+        """Feature rows of the candidates of the named query (``window``, ``ids``), labelled as
+        known at ``label_at``, as an Arrow table."""
+        table = candidates_feature_table(snapshot, "fraud", f"candidates_{candidates}", params,
+                                         {**money_params(), "tz": local_params()["tz"],
+                                          "label_at": as_instant(label_at)})
         check_rates(table, "fraud features")
         return table
 

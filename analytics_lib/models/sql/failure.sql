@@ -22,12 +22,12 @@
 -- time, with a marker per candidate; what was known before it enters as per-customer totals (so
 -- scoring a recent window sorts only that window's rows).
 --
--- Candidates are staged in the temp table failure_candidates (transaction-shaped columns plus
--- history_at) by one of the candidates_* queries, then `features` computes one row per candidate.
+-- Candidates (transaction-shaped columns plus history_at) are selected by one of the candidates_*
+-- queries, which becomes the materialized CTE failure_candidates of `features` (one statement,
+-- no temporary table), and `features` computes one row per candidate.
 
 -- name: candidates_window
 -- Attempts created in [$start, $end) with a known outcome.
-CREATE OR REPLACE TEMP TABLE failure_candidates AS
 SELECT transaction_id AS candidate_id, transaction_id, customer_id, subscription_id, created_at,
        created_at AS history_at, amount_minor, currency, status, payment_method, provider,
        card_brand, card_country, card_age_days, card_expiry_month, attempt_number, billing_reason,
@@ -38,7 +38,6 @@ WHERE created_at >= $start AND created_at < $end
 
 -- name: candidates_attempts
 -- Every attempt created in [$start, $end), whatever its status (batch scoring of new attempts).
-CREATE OR REPLACE TEMP TABLE failure_candidates AS
 SELECT transaction_id AS candidate_id, transaction_id, customer_id, subscription_id, created_at,
        created_at AS history_at, amount_minor, currency, status, payment_method, provider,
        card_brand, card_country, card_age_days, card_expiry_month, attempt_number, billing_reason,
@@ -50,7 +49,6 @@ WHERE created_at >= $start AND created_at < $end
 -- The attempts named in $ids (any status; the outcome is not used to score them). Found on two
 -- columns first, then read whole by (created_at, transaction_id): the join's bounds on created_at
 -- skip the row groups outside the ids' time span (see fraud.sql candidates_ids).
-CREATE OR REPLACE TEMP TABLE failure_candidates AS
 WITH found AS MATERIALIZED (
     SELECT DISTINCT created_at, transaction_id FROM transactions WHERE list_contains($ids, transaction_id)
 )
@@ -67,7 +65,6 @@ FROM transactions t SEMI JOIN found f ON f.created_at = t.created_at AND f.trans
 -- renewal is the first anchor + k x billing interval after $as_of. The attempt is a first
 -- merchant-initiated charge of the discounted price, with the customer's most recent instrument
 -- (method, provider, card) aged to the renewal day; history stops at $as_of.
-CREATE OR REPLACE TEMP TABLE failure_candidates AS
 WITH latest AS (
     SELECT * FROM subscription_events
     WHERE occurred_at < $as_of

@@ -23,7 +23,9 @@
 --                  authorization (it is also the baseline the model must beat)
 -- never used       the attempt's later status, refunds, disputes, fees and reviews
 --
--- How: candidates are staged with their columns in the temp table fraud_candidates; the velocity
+-- How: a candidates_* query selects the candidates with their columns; it becomes the
+-- materialized CTE fraud_candidates of the features query (one statement: writing them to a
+-- temporary table first cost more than selecting them). The velocity
 -- and history counts are read off one time line per customer and one per IP that start a day (the
 -- longest window) before the earliest candidate, each a single sort: the candidates' own rows
 -- carry the windows as RANGE frames, and captures, alerts and the last card from before the time
@@ -31,7 +33,6 @@
 -- rows, not every customer's whole history.
 
 -- name: candidates_window
-CREATE OR REPLACE TEMP TABLE fraud_candidates AS
 SELECT transaction_id, customer_id, created_at, risk_score, amount_minor, currency, payment_method, card_brand,
        card_country, card_age_days, card_expiry_month, billing_reason, country_code, ip_country, ip_hash,
        device_class, campaign_id, referrer_domain, discount_code
@@ -43,7 +44,6 @@ WHERE created_at >= $start AND created_at < $end
 -- the named rows are found on two columns first, then read whole by (created_at, transaction_id):
 -- the join's bounds on created_at skip the row groups outside the ids' time span, which a filter
 -- on the (random) ids alone cannot; reading every column of every row cost 8x finding the ids
-CREATE OR REPLACE TEMP TABLE fraud_candidates AS
 WITH found AS MATERIALIZED (
     SELECT DISTINCT created_at, transaction_id FROM transactions WHERE list_contains($ids, transaction_id)
 )
