@@ -33,7 +33,7 @@ from analytics_lib.models.churn import (
     retention_strategies,
     training_reference_dates,
 )
-from analytics_lib.models.classifier import day_start
+from analytics_lib.models.classifier import candidates_feature_table, day_start
 from analytics_lib.models.failure import (
     FAILURE_RISK_THRESHOLDS,
     PaymentFailureModel,
@@ -576,6 +576,16 @@ def test_batch_score_columns_are_the_columns_of_python_values(name: str, trained
         assert scores["subscription_id"].isna().any() and scores["subscription_id"].notna().any()
     assert set(scores["risk_level"]) > {"low"}
     pd.testing.assert_frame_equal(scores, expected, check_exact=True)
+
+
+def test_candidates_query_becomes_the_feature_query_cte() -> None:
+    """The candidates query and the feature query run as one statement: a parameter both bind,
+    or a feature query that does not start with WITH, is refused before anything runs."""
+    with pytest.raises(ValueError, match="bound twice: tz"):
+        candidates_feature_table(None, "fraud", "candidates_window", {"start": 1, "end": 2, "tz": "UTC"},  # type: ignore[arg-type]
+                                 {"tz": "UTC"})
+    with pytest.raises(ValueError, match="must start with WITH"):
+        candidates_feature_table(None, "fraud", "candidates_ids", {}, {}, name="candidates_window")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("review,block", [(65, 75), (50, 50), (80, 60), (1, 99)])
