@@ -9,6 +9,7 @@ from the environment (or a git-ignored ``.env``) by the modules that need them, 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,11 +23,32 @@ ENV_CURRENCY = "PAYMENT_ANALYTICS_CURRENCY"
 ENV_HOME_COUNTRY = "PAYMENT_ANALYTICS_HOME_COUNTRY"
 ENV_DUCKDB_MEMORY = "PAYMENT_ANALYTICS_DUCKDB_MEMORY_LIMIT"
 ENV_DUCKDB_THREADS = "PAYMENT_ANALYTICS_DUCKDB_THREADS"
+ENV_DUCKDB_TEMP = "PAYMENT_ANALYTICS_DUCKDB_TEMP_DIRECTORY"
 ENV_ENGINE = "PAYMENT_ANALYTICS_ENGINE"
 
 DEFAULT_TIMEZONE = "Europe/Istanbul"
 DEFAULT_CURRENCY = "USD"
 DEFAULT_HOME_COUNTRY = "TR"
+#: the share of the machine's memory a DuckDB connection may use when no limit is configured.
+#: DuckDB's own default is 80 %: one 100M-payment suite then takes the whole machine, and the
+#: kernel ends it (or a neighbour) when a notebook, a dashboard or a model holds the rest. Above
+#: the limit DuckDB spills to the temp directory instead.
+DEFAULT_DUCKDB_MEMORY_SHARE = 0.4
+
+
+def default_duckdb_memory_limit() -> str | None:
+    """``DEFAULT_DUCKDB_MEMORY_SHARE`` of the physical memory, in MB (None where unknown)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return f"{int(total * DEFAULT_DUCKDB_MEMORY_SHARE / 2**20)}MiB" if total > 0 else None
+
+
+def default_duckdb_temp_directory() -> str:
+    """Where DuckDB spills: the system's temp folder (DuckDB's own default, ``.tmp`` in the
+    current directory, would put spill files beside a notebook or in the repository)."""
+    return str(Path(tempfile.gettempdir()) / f"payment-analytics-duckdb-{os.getuid()}")
 
 
 class ConfigError(ValueError):
@@ -61,6 +83,7 @@ class Settings:
     home_country: str = DEFAULT_HOME_COUNTRY
     duckdb_memory_limit: str | None = None
     duckdb_threads: int | None = None
+    duckdb_temp_directory: str | None = None
     engine: str = "duckdb"
     storage_options: dict[str, str] = field(default_factory=dict)
 
@@ -106,8 +129,9 @@ def get_settings(**overrides: object) -> Settings:
         timezone=tz,
         reporting_currency=env.get(ENV_CURRENCY, DEFAULT_CURRENCY).upper(),
         home_country=env.get(ENV_HOME_COUNTRY, DEFAULT_HOME_COUNTRY).upper(),
-        duckdb_memory_limit=env.get(ENV_DUCKDB_MEMORY) or None,
+        duckdb_memory_limit=env.get(ENV_DUCKDB_MEMORY) or default_duckdb_memory_limit(),
         duckdb_threads=int(threads) if threads else None,
+        duckdb_temp_directory=env.get(ENV_DUCKDB_TEMP) or default_duckdb_temp_directory(),
         engine=env.get(ENV_ENGINE, "duckdb"),
     )
     if overrides:

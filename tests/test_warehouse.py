@@ -225,3 +225,43 @@ def test_batches_of_any_size_are_classified_against_the_stored_key_range(warehou
         assert snap.count("transactions") == 140
         assert snap.scalar("SELECT count(*) FROM transactions WHERE status = 'refunded'") == 30
         assert snap.scalar("SELECT count(*) FROM transactions WHERE transaction_id = 't''quoted'") == 1
+
+
+def test_duckdb_gets_a_bounded_memory_limit_and_a_spill_folder(tmp_path, monkeypatch):
+    """Without settings, DuckDB may use 40 % of the machine (not its own 80 %) and spills to the
+    system temp folder (not `.tmp` in the current directory); the environment overrides both, a
+    value DuckDB refuses is a clear ConfigError, and writers and snapshots use the settings."""
+    import os
+
+    from analytics_lib import config
+    from analytics_lib.warehouse.snapshot import connect
+
+    monkeypatch.delenv(config.ENV_DUCKDB_MEMORY, raising=False)
+    monkeypatch.delenv(config.ENV_DUCKDB_TEMP, raising=False)
+    settings = config.get_settings(warehouse=str(tmp_path / "wh"))
+    total_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    assert settings.duckdb_memory_limit == f"{int(total_mib * 0.4)}MiB"
+    assert settings.duckdb_temp_directory.startswith(str(config.Path(config.tempfile.gettempdir())))
+    wh = Warehouse(tmp_path / "wh", settings)
+    with wh.snapshot() as snap:
+        limit, temp = snap.con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
+    assert temp == settings.duckdb_temp_directory
+    assert abs(float(limit.split()[0]) - total_mib * 0.4 / 1024) < 0.06  # "9.4 GiB"
+    writer = warehouse_module_duck(settings)
+    assert writer.execute("SELECT current_setting('temp_directory')").fetchone()[0] == settings.duckdb_temp_directory
+
+    monkeypatch.setenv(config.ENV_DUCKDB_MEMORY, "3GB")
+    monkeypatch.setenv(config.ENV_DUCKDB_TEMP, str(tmp_path / "spill's"))
+    settings = config.get_settings()
+    con = connect(settings.duckdb_memory_limit, None, settings.duckdb_temp_directory)
+    limit, temp = con.execute("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
+    assert limit == "2.7 GiB" and temp == str(tmp_path / "spill's")
+    with pytest.raises(config.ConfigError, match="memory limit 'plenty'"):
+        connect("plenty")
+
+
+def warehouse_module_duck(settings):  # the writers' connection (upserts, bulk appends)
+    from analytics_lib.warehouse.tables import _duck
+
+    return _duck(settings)

@@ -70,7 +70,7 @@ def bulk_append(
     if batch.num_rows == 0:
         return result
     batch_id = batch_id or new_batch_id()
-    con = _duck(warehouse.settings.duckdb_memory_limit)
+    con = _duck(warehouse.settings)
     try:
         con.register("batch_raw", batch)
         hashed = warehouse._checked_batch(con, spec, batch_id, check_keys)

@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from analytics_lib.config import ConfigError
 from analytics_lib.warehouse.schema import TABLES, WRITE_ORDER, TableSpec
 
 if TYPE_CHECKING:
@@ -57,17 +58,30 @@ def empty_view_sql(spec: TableSpec) -> str:
     return f"SELECT {cols} WHERE false"
 
 
-def connect(memory_limit: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection set up the workspace's way (UTC, no extension downloads)."""
+def connect(memory_limit: str | None = None, threads: int | None = None,
+            temp_directory: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection set up the workspace's way (UTC, no extension downloads; the memory
+    limit, threads and spill folder of the settings, see ``config.Settings``)."""
     con = duckdb.connect(
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": True}
     )
     con.execute("SET TimeZone = 'UTC'")
-    if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
+    try:
+        if memory_limit:
+            con.execute(f"SET memory_limit = {_literal(memory_limit)}")
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        if temp_directory:
+            con.execute(f"SET temp_directory = {_literal(temp_directory)}")
+    except duckdb.Error as exc:
+        con.close()
+        raise ConfigError(f"DuckDB settings refused (memory limit {memory_limit!r}, threads {threads!r}, "
+                          f"temp directory {temp_directory!r}): {exc}") from None
     return con
+
+
+def _literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 @dataclass

@@ -89,12 +89,11 @@ def new_batch_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
-def _duck(memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": True})
-    con.execute("SET TimeZone = 'UTC'")
-    if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-    return con
+def _duck(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A connection for writing: the settings' memory limit and spill folder, DuckDB's threads."""
+    from analytics_lib.warehouse.snapshot import connect
+
+    return connect(settings.duckdb_memory_limit, None, settings.duckdb_temp_directory)
 
 
 class Warehouse:
@@ -148,7 +147,8 @@ class Warehouse:
 
         with self._readers_lock:
             if self._database is None:
-                self._database = connect(self.settings.duckdb_memory_limit, self.settings.duckdb_threads)
+                self._database = connect(self.settings.duckdb_memory_limit, self.settings.duckdb_threads,
+                                         self.settings.duckdb_temp_directory)
             con = self._database.cursor()
         con.execute("SET TimeZone = 'UTC'")
         return con
@@ -296,7 +296,7 @@ class Warehouse:
         if batch.num_rows == 0:
             return result
         batch_id = batch_id or new_batch_id()
-        con = _duck(self.settings.duckdb_memory_limit)
+        con = _duck(self.settings)
         try:
             con.register("batch_raw", batch)
             hashed = self._checked_batch(con, spec, batch_id)
