@@ -1,7 +1,7 @@
 """Live-mode measurements for docs/live.md and docs/performance.md.
 
     python tests/benchmarks/live_suite.py detect --warehouse PATH [--runs 15]
-    python tests/benchmarks/live_suite.py realtime --warehouse PATH [--runs 15]
+    python tests/benchmarks/live_suite.py realtime --warehouse PATH [--runs 15] [--hours 3,6]
     python tests/benchmarks/live_suite.py simulate --warehouse COPY --rate 50 --seconds 60
 
 ``detect`` and ``realtime`` only read. ``simulate`` WRITES to the warehouse: give it a copy.
@@ -81,7 +81,7 @@ def _summary(values: list[tuple[float, float, float]]) -> dict[str, float]:
             "load_min": round(min(loads), 1), "load_max": round(max(loads), 1)}
 
 
-def realtime(location: str, runs: int) -> dict:
+def realtime(location: str, runs: int, shorter: tuple[int, ...] = ()) -> dict:
     from analytics_lib import metrics
     from analytics_lib.dashboards import open_dashboard
 
@@ -97,6 +97,15 @@ def realtime(location: str, runs: int) -> dict:
         for i in range(runs):
             moved = now - timedelta(minutes=7 * (i + 1))  # as a live clock moves between refreshes
             _timed(samples, "realtime_new_window", lambda moved=moved: metrics.realtime(session, now=moved))
+        # the window's size, and shorter windows (--hours): the cost follows the window's rows,
+        # whatever the history holds (a 100M warehouse's 3-hour window ~ a 10M one's 24 hours)
+        window_rows = {24: metrics.realtime(session, now=now).summary["transactions"]}
+        for hours in shorter:
+            window_rows[hours] = metrics.realtime(session, now=now, hours=hours).summary["transactions"]
+            for i in range(runs):
+                moved = now - timedelta(minutes=7 * (i + 1))
+                _timed(samples, f"realtime_new_window_{hours}h",
+                       lambda moved=moved, hours=hours: metrics.realtime(session, now=moved, hours=hours))
     for _ in range(runs):
         _timed(samples, "snapshot_kept_warehouse", lambda: MetricSession.open(wh).close())
         _timed(samples, "snapshot_new_warehouse", lambda: MetricSession.open(location).close())
@@ -115,7 +124,7 @@ def realtime(location: str, runs: int) -> dict:
         _timed(samples, "operations_refresh", board.refresh)
         assert board.error is None, board.error
     board.refresher.stop()
-    return {"warehouse": location, "transactions": rows, "now": now.isoformat(),
+    return {"warehouse": location, "transactions": rows, "now": now.isoformat(), "window_payments": window_rows,
             **{k: _summary(v) for k, v in samples.items()}}
 
 
@@ -141,12 +150,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--batch-seconds", type=float, default=2.0)
+    parser.add_argument("--hours", default="", help="realtime: shorter windows to time too, e.g. 3,6")
     args = parser.parse_args()
     started = os.getloadavg()[0]
     if args.what == "detect":
         result = detect(args.warehouse, args.runs)
     elif args.what == "realtime":
-        result = realtime(args.warehouse, args.runs)
+        try:
+            shorter = tuple(int(h) for h in args.hours.split(",") if h.strip())
+        except ValueError:
+            parser.error(f"--hours takes whole hours separated by commas, not {args.hours!r}")
+        result = realtime(args.warehouse, args.runs, shorter)
     else:
         result = simulate(args.warehouse, args.rate, args.seconds, args.batch_seconds)
     result["load_average"] = [round(started, 2), round(os.getloadavg()[0], 2)]
