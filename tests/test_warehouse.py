@@ -228,8 +228,9 @@ def test_batches_of_any_size_are_classified_against_the_stored_key_range(warehou
 
 
 def test_duckdb_gets_a_bounded_memory_limit_and_a_spill_folder(tmp_path, monkeypatch):
-    """Without settings, DuckDB may use 40 % of the machine (not its own 80 %) and spills to the
-    system temp folder (not `.tmp` in the current directory); the environment overrides both, a
+    """Without settings, DuckDB may use 40 % of the machine (not its own 80 %) and spills to a
+    folder of its own under the system temp folder (not `.tmp` in the current directory, shared
+    by every process started there); the environment overrides both, a
     value DuckDB refuses is a clear ConfigError, and writers and snapshots use the settings."""
     import os
 
@@ -246,17 +247,25 @@ def test_duckdb_gets_a_bounded_memory_limit_and_a_spill_folder(tmp_path, monkeyp
     with wh.snapshot() as snap:
         limit, temp = snap.con.execute(
             "SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
-    assert temp == settings.duckdb_temp_directory
+    assert temp.startswith(settings.duckdb_temp_directory + "/")  # a folder of its own per connection
     assert abs(float(limit.split()[0]) - total_mib * 0.4 / 1024) < 0.06  # "9.4 GiB"
     writer = warehouse_module_duck(settings)
-    assert writer.execute("SELECT current_setting('temp_directory')").fetchone()[0] == settings.duckdb_temp_directory
+    writer_temp = writer.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+    assert writer_temp.startswith(settings.duckdb_temp_directory + "/") and writer_temp != temp
 
     monkeypatch.setenv(config.ENV_DUCKDB_MEMORY, "3GB")
     monkeypatch.setenv(config.ENV_DUCKDB_TEMP, str(tmp_path / "spill's"))
     settings = config.get_settings()
     con = connect(settings.duckdb_memory_limit, None, settings.duckdb_temp_directory)
     limit, temp = con.execute("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
-    assert limit == "2.7 GiB" and temp == str(tmp_path / "spill's")
+    assert limit == "2.7 GiB" and temp.startswith(str(tmp_path / "spill's") + "/")
+    # a spill lands in the connection's own folder, which the connection removes when it closes
+    con.execute("SET memory_limit = '50MB'; SET threads = 1")
+    query = "SELECT count(DISTINCT h) FROM (SELECT md5(range::VARCHAR) AS h FROM range(3000000))"
+    assert con.execute(query).fetchone()[0] == 3_000_000
+    assert config.Path(temp).is_dir()  # it spilled there
+    con.close()
+    assert not config.Path(temp).exists()
     with pytest.raises(config.ConfigError, match="memory limit 'plenty'"):
         connect("plenty")
 

@@ -13,6 +13,8 @@ vacuum retention period.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,12 +74,23 @@ def connect(memory_limit: str | None = None, threads: int | None = None,
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         if temp_directory:
-            con.execute(f"SET temp_directory = {_literal(temp_directory)}")
-    except duckdb.Error as exc:
+            con.execute(f"SET temp_directory = {_literal(spill_directory(temp_directory))}")
+    except (duckdb.Error, OSError) as exc:
         con.close()
         raise ConfigError(f"DuckDB settings refused (memory limit {memory_limit!r}, threads {threads!r}, "
                           f"temp directory {temp_directory!r}): {exc}") from None
     return con
+
+
+def spill_directory(parent: str) -> str:
+    """A spill folder of its own for one connection, inside ``parent`` (created if missing).
+
+    DuckDB names its spill files by size class and number only, and a database that closes
+    deletes every such file in its folder: two connections (two notebook kernels, a report and
+    the scheduler) sharing one folder can read or delete each other's spills. DuckDB creates the
+    subfolder at its first spill and removes it when the connection closes."""
+    os.makedirs(parent, exist_ok=True)
+    return os.path.join(parent, f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
 
 
 def _literal(text: str) -> str:
