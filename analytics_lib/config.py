@@ -48,7 +48,8 @@ def default_duckdb_memory_limit() -> str | None:
 def default_duckdb_temp_directory() -> str:
     """Where DuckDB spills: the system's temp folder (DuckDB's own default, ``.tmp`` in the
     current directory, would put spill files beside a notebook or in the repository)."""
-    return str(Path(tempfile.gettempdir()) / f"payment-analytics-duckdb-{os.getuid()}")
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")  # Windows: no uid
+    return str(Path(tempfile.gettempdir()) / f"payment-analytics-duckdb-{user}")
 
 
 class ConfigError(ValueError):
