@@ -33,7 +33,7 @@ from analytics_lib.models.churn import (
     retention_strategies,
     training_reference_dates,
 )
-from analytics_lib.models.classifier import candidates_feature_table, day_start
+from analytics_lib.models.classifier import candidates_feature_table, day_start, local_params, money_params
 from analytics_lib.models.failure import (
     FAILURE_RISK_THRESHOLDS,
     PaymentFailureModel,
@@ -586,6 +586,47 @@ def test_candidates_query_becomes_the_feature_query_cte() -> None:
                                  {"tz": "UTC"})
     with pytest.raises(ValueError, match="must start with WITH"):
         candidates_feature_table(None, "fraud", "candidates_ids", {}, {}, name="candidates_window")  # type: ignore[arg-type]
+
+
+def test_fraud_feature_query_switches_its_optimizer_off_for_itself_only(warehouse: Warehouse) -> None:
+    """The fraud feature query runs with DuckDB's build-side choice off (a speed setting): the
+    rows are the same as with it on, and the connection's own setting is back afterwards, with
+    an optimizer the caller had switched off still off."""
+    model = FraudModel()
+    start, end = day_start(END - timedelta(days=120)), day_start(END + timedelta(days=1))
+    with warehouse.snapshot() as snap:
+        snap.con.execute("SET disabled_optimizers = 'top_n'")
+        setting = "SELECT current_setting('disabled_optimizers')"
+        with_choice = candidates_feature_table(snap, "fraud", "candidates_window", {"start": start, "end": end},
+                                               {**money_params(), "tz": local_params()["tz"], "label_at": end})
+        assert snap.scalar(setting) == "top_n"
+        fast = model.feature_table(snap, "window", end, start=start, end=end)
+        assert snap.scalar(setting) == "top_n"
+    assert fast.num_rows > 2000
+    assert fast.equals(with_choice)
+
+
+def test_fraud_components_are_the_same_in_any_batches(trained: dict, warehouse: Warehouse) -> None:
+    """components() encodes and scores batch by batch on two threads, from Arrow or pandas: any
+    batch size gives what one whole-matrix pass gives, bit for bit."""
+    from analytics_lib.models.fraud import FraudArtifact
+
+    artifact: FraudArtifact = trained["fraud"][0].model
+    scorer = artifact.scorer
+    start, end = day_start(END - timedelta(days=365)), day_start(END + timedelta(days=1))
+    with warehouse.snapshot() as snap:
+        table = FraudModel().feature_table(snap, "window", end, start=start, end=end)
+    assert table.num_rows > 3000
+    x = scorer.classifier.matrix(table)
+    numeric = scorer.classifier.numeric
+    xa = x[:, [numeric.index(f) for f in scorer.anomaly_features]]
+    xa = np.where(np.isnan(xa), scorer.anomaly_fill, xa).astype(np.float32)
+    whole_p = scorer.classifier.estimator.predict_proba(x)[:, 1]
+    whole_z = (-scorer.forest.score_samples(xa) - scorer.anomaly_center) / scorer.anomaly_scale
+    for frame, batch in ((table, 1000), (table, 777), (table.to_pandas(), 1000), (table, 1 << 20)):
+        p, z = scorer.components(frame, batch_rows=batch)
+        assert np.array_equal(p, whole_p) and np.array_equal(z, whole_z), batch
+    assert np.array_equal(scorer.classifier.predict_proba(table, batch_rows=500), whole_p)
 
 
 @pytest.mark.parametrize("review,block", [(65, 75), (50, 50), (80, 60), (1, 99)])

@@ -77,11 +77,16 @@ def feature_table(snapshot: Snapshot, model: str, name: str, params: dict[str, A
 
 
 def candidates_feature_table(snapshot: Snapshot, model: str, candidates: str, candidate_params: dict[str, Any],
-                             params: dict[str, Any], name: str = "features") -> pa.Table:
+                             params: dict[str, Any], name: str = "features",
+                             disabled_optimizers: str = "") -> pa.Table:
     """The feature query ``name`` of ``model`` over the rows of its query ``candidates``, in one
     statement: the candidates query becomes the feature query's materialized CTE
     ``<model>_candidates``. (Writing 1M candidates to a temporary table first, for the feature
-    query to read, took 1.7 s of CPU where selecting them took 0.5-0.7 s.)"""
+    query to read, took 1.7 s of CPU where selecting them took 0.5-0.7 s.)
+
+    ``disabled_optimizers``: DuckDB optimizers to switch off for this statement only (the
+    connection's own setting is restored after it); see :data:`FRAUD_DISABLED_OPTIMIZERS` in
+    ``fraud.py`` for why one model does."""
     queries = sqlfeatures.load_sql(model)
     body = queries[name]
     if not body.startswith("WITH "):
@@ -90,7 +95,16 @@ def candidates_feature_table(snapshot: Snapshot, model: str, candidates: str, ca
     if shared:
         raise ValueError(f"parameters bound twice: {', '.join(sorted(shared))}")
     sql = f"WITH {model}_candidates AS MATERIALIZED (\n{queries[candidates]}\n),\n{body[len('WITH '):]}"
-    return snapshot.con.sql(sql, params={**candidate_params, **params}).to_arrow_table()
+    if not disabled_optimizers:
+        return snapshot.con.sql(sql, params={**candidate_params, **params}).to_arrow_table()
+    con = snapshot.con
+    before = con.sql("SELECT current_setting('disabled_optimizers')").fetchall()[0][0]
+    merged = ",".join(dict.fromkeys(o for o in f"{before},{disabled_optimizers}".split(",") if o.strip()))
+    con.execute(f"SET disabled_optimizers = '{merged}'")
+    try:
+        return con.sql(sql, params={**candidate_params, **params}).to_arrow_table()
+    finally:
+        con.execute(f"SET disabled_optimizers = '{before}'")
 
 
 def feature_frame(snapshot: Snapshot, model: str, name: str, params: dict[str, Any]) -> pd.DataFrame:
@@ -143,9 +157,18 @@ class TabularClassifier:
 
     def predict_proba(self, frame: pd.DataFrame | pa.Table | np.ndarray,
                       batch_rows: int = PREDICT_BATCH_ROWS) -> np.ndarray:
-        """Probability of the positive class, scored in batches."""
+        """Probability of the positive class, scored in batches. An Arrow table is encoded batch
+        by batch in the scoring threads (Arrow's kernels release the GIL), so the encoding runs on
+        both cores instead of before them on one."""
+        if isinstance(frame, pa.Table):
+            return map_batches(lambda lo, hi: (self.positive_proba(self.matrix(frame.slice(lo, hi - lo))),),
+                               frame.num_rows, batch_rows)[0]
         x = frame if isinstance(frame, np.ndarray) else self.matrix(frame)
         return batched_positive_proba(self.estimator, x, batch_rows)
+
+    def positive_proba(self, x: np.ndarray) -> np.ndarray:
+        """Probability of the positive class for an encoded matrix, in one call (no batching)."""
+        return self.estimator.predict_proba(x)[:, 1]
 
     def contributions(self, frame: pd.DataFrame, top: int = 3, min_delta: float = 0.005) -> list[list[tuple[str, float]]]:
         """Per row, the features that raise the probability most, by single-feature ablation.
@@ -219,7 +242,14 @@ def batched_positive_proba(estimator: Any, x: np.ndarray, batch_rows: int = PRED
 
 
 def run_batched(score: Any, x: np.ndarray, batch_rows: int = PREDICT_BATCH_ROWS) -> np.ndarray:
-    """``score(batch) -> 1-d array`` over row batches, spread over :data:`MODEL_THREADS` threads.
+    """``score(batch) -> 1-d array`` over row batches of ``x`` (see :func:`map_batches`)."""
+    return map_batches(lambda lo, hi: (score(x[lo:hi]),), len(x), batch_rows)[0]
+
+
+def map_batches(fn: Any, rows: int, batch_rows: int = PREDICT_BATCH_ROWS, outputs: int = 1) -> tuple[np.ndarray, ...]:
+    """``fn(lo, hi) -> tuple of outputs 1-d arrays`` for the rows ``[lo, hi)`` of each batch of
+    ``rows`` rows, spread over :data:`MODEL_THREADS` threads; returns the ``outputs`` float arrays
+    over all rows.
 
     Each batch runs with OpenMP limited to one thread: tree traversal releases the GIL, so
     batches run in parallel, and no OpenMP team busy-waits for a core another process holds
@@ -227,12 +257,13 @@ def run_batched(score: Any, x: np.ndarray, batch_rows: int = PREDICT_BATCH_ROWS)
     than a single thread). The limit is per thread, so each worker sets it once when it starts
     (setting it costs about 3 ms of CPU: once per batch it was 0.1 s per million rows and model).
     """
-    out = np.empty(len(x), dtype=np.float64)
-    bounds = [(lo, min(lo + batch_rows, len(x))) for lo in range(0, len(x), batch_rows)]
+    out = tuple(np.empty(rows, dtype=np.float64) for _ in range(outputs))
+    bounds = [(lo, min(lo + batch_rows, rows)) for lo in range(0, rows, batch_rows)]
 
     def run(bound: tuple[int, int]) -> None:
         lo, hi = bound
-        out[lo:hi] = score(x[lo:hi])
+        for target, values in zip(out, fn(lo, hi), strict=True):
+            target[lo:hi] = values
 
     if len(bounds) <= 1 or MODEL_THREADS <= 1:
         with threadpool_limits(1, user_api="openmp"):
