@@ -33,7 +33,12 @@ from analytics_lib.models.churn import (
     retention_strategies,
     training_reference_dates,
 )
-from analytics_lib.models.classifier import candidates_feature_table, day_start, local_params, money_params
+from analytics_lib.models.classifier import (
+    candidates_feature_table,
+    day_start,
+    local_params,
+    money_params,
+)
 from analytics_lib.models.failure import (
     FAILURE_RISK_THRESHOLDS,
     PaymentFailureModel,

@@ -108,7 +108,7 @@ FOREST_SAMPLES = 128
 #: CTE whose row estimate is far too low (28,320 for 1M candidates), so DuckDB's build-side choice
 #: builds the final LEFT joins' hash tables on the wide candidate rows instead of the narrow
 #: per-attempt counts; without that choice each join builds on its right side, as written. Same
-#: rows; at 10M, 1M candidates: 12-16 % less CPU, 2.5M: 22-25 % less (alternating runs in one
+#: rows; at 10M, 1M candidates: 11-20 % less CPU, 2.5M: 22-25 % less (alternating runs in one
 #: process); the demo's 38k: the same. The payment-failure query gains nothing from it.
 FRAUD_DISABLED_OPTIMIZERS = "build_side_probe_side"
 

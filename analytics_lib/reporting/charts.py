@@ -9,7 +9,14 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analytics_lib.reporting import format as fmt
-from analytics_lib.reporting.theme import BAD, GOOD, NEUTRAL, PALETTE, SEQUENTIAL, register_plotly_template
+from analytics_lib.reporting.theme import (
+    BAD,
+    GOOD,
+    NEUTRAL,
+    PALETTE,
+    SEQUENTIAL,
+    register_plotly_template,
+)
 
 
 def _money_axis(fig: go.Figure, currency: str, axis: str = "yaxis") -> None:

@@ -17,7 +17,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from analytics_lib.config import Settings, get_settings
-from analytics_lib.metrics import ComprehensiveAnalytics, Filters, MetricOptions, MetricSession, Period
+from analytics_lib.metrics import (
+    ComprehensiveAnalytics,
+    Filters,
+    MetricOptions,
+    MetricSession,
+    Period,
+)
 from analytics_lib.metrics.api import _clean, comprehensive_analytics
 
 SUMMARY_FILE = "summary.json"

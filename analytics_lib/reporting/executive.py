@@ -9,7 +9,12 @@ from typing import Any
 
 import pandas as pd
 
-from analytics_lib.metrics import Period, recurring_revenue, revenue_analytics, transaction_analytics
+from analytics_lib.metrics import (
+    Period,
+    recurring_revenue,
+    revenue_analytics,
+    transaction_analytics,
+)
 from analytics_lib.reporting import blocks as rp
 from analytics_lib.reporting import charts
 from analytics_lib.reporting import format as fmt

@@ -50,9 +50,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+import xlsxwriter
 
 from analytics_lib.reporting.format import column_kind
-import xlsxwriter
 
 __all__ = [
     "EXPORTERS",
