@@ -135,6 +135,8 @@ def stage_models(root: Path, score_rows: int = 1_000_000, warehouse: Path | None
                          lambda: run_batched(lambda part: -forest.score_samples(part), xa))
         z = (raw - scorer.anomaly_center) / scorer.anomaly_scale
         clock.time("  stacking + 0-99 score", n, lambda: FraudScorer.risk_score(scorer.combine(p_sup, z)))
+        clock.time("  encode + trees + forest batch by batch, as score() runs them", n,
+                   lambda: scorer.components(table))
         ids = scores.nlargest(100, "probability")["transaction_id"].tolist()
         clock.time("  100 Prediction objects (explanations, actions) by id", 100,
                    lambda: fraud.predict(fraud_model, snap, ids=ids))
