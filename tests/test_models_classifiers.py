@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import nbformat
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
 
@@ -51,6 +52,7 @@ from analytics_lib.models.fraud import (
     FraudScorer,
     card_precision_top_k,
     decisions,
+    earlier_history,
     fraud_risk_levels,
     what_if,
 )
@@ -602,13 +604,126 @@ def test_fraud_feature_query_switches_its_optimizer_off_for_itself_only(warehous
     with warehouse.snapshot() as snap:
         snap.con.execute("SET disabled_optimizers = 'top_n'")
         setting = "SELECT current_setting('disabled_optimizers')"
-        with_choice = candidates_feature_table(snap, "fraud", "candidates_window", {"start": start, "end": end},
-                                               {**money_params(), "tz": local_params()["tz"], "label_at": end})
+        with earlier_history(snap, None) as history_from:  # the whole history, read by the query
+            with_choice = candidates_feature_table(snap, "fraud", "candidates_window", {"start": start, "end": end},
+                                                   {**money_params(), "tz": local_params()["tz"], "label_at": end,
+                                                    "history_from": history_from})
         assert snap.scalar(setting) == "top_n"
         fast = model.feature_table(snap, "window", end, start=start, end=end)
         assert snap.scalar(setting) == "top_n"
     assert fast.num_rows > 2000
     assert fast.equals(with_choice)
+
+
+def _history_loads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Record whether each fraud history lookup found its cache entry."""
+    from analytics_lib.metrics.cache import HistoryCache
+
+    found: list[bool] = []
+    real = HistoryCache.load
+
+    def load(self, con, block, entry, tables):  # type: ignore[no-untyped-def]
+        hit = real(self, con, block, entry, tables)
+        found.append(hit)
+        return hit
+
+    monkeypatch.setattr(HistoryCache, "load", load)
+    return found
+
+
+def test_fraud_history_cache_gives_the_features_of_the_whole_history(
+        warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fraud features of a recent window read the months before it from the warehouse's
+    cache: the first call builds the entry, the next reads it, both give the features of the
+    query that reads everything itself (cache off), and the temporary tables are gone after."""
+    wh = Warehouse(tmp_path / "copy")
+    shutil.copytree(warehouse.location, wh.location, ignore=shutil.ignore_patterns("_cache"))
+    model = FraudModel()
+    start, end = day_start(END - timedelta(days=75)), day_start(END + timedelta(days=1))
+    monkeypatch.setenv("PAYMENT_ANALYTICS_METRIC_CACHE", "off")
+    with wh.snapshot() as snap:
+        whole = model.feature_table(snap, "window", end, start=start, end=end)
+    monkeypatch.setenv("PAYMENT_ANALYTICS_METRIC_CACHE", "on")
+    found = _history_loads(monkeypatch)
+    for _ in range(2):
+        with wh.snapshot() as snap:
+            assert model.feature_table(snap, "window", end, start=start, end=end).equals(whole)
+            assert not snap.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'fraud_%'")
+    assert found == [False, True]
+    entries = list((Path(wh.location) / "_cache" / "models" / "fraud_history").iterdir())
+    assert len(entries) == 1
+    assert whole.num_rows > 1000 and pc.sum(whole["prior_successes"]).as_py() > 1000
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts of Python values, missing times as None."""
+    def value(v: object) -> object:
+        if v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
+            return None
+        return v.to_pydatetime() if isinstance(v, pd.Timestamp) else v
+
+    return [{k: value(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def test_fraud_history_cache_entry_follows_the_earlier_months_only(
+        warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A payment ingested in the scored month keeps the cache entry; a correction to a payment
+    of an earlier month makes a new one, and the features follow the correction."""
+    wh = Warehouse(tmp_path / "copy")
+    shutil.copytree(warehouse.location, wh.location, ignore=shutil.ignore_patterns("_cache"))
+    model = FraudModel()
+    start, end = day_start(END - timedelta(days=20)), day_start(END + timedelta(days=1))
+    monkeypatch.setenv("PAYMENT_ANALYTICS_METRIC_CACHE", "on")
+    found = _history_loads(monkeypatch)
+    with wh.snapshot() as snap:
+        before = model.feature_table(snap, "window", end, start=start, end=end).to_pandas()
+        # a captured checkout payment of a scored customer, from a month before the window
+        old = snap.sql("""SELECT t.* FROM transactions t
+                          WHERE t.created_at < $1 AND t.completed_at IS NOT NULL
+                            AND t.customer_id IN (SELECT customer_id FROM transactions
+                                                  WHERE created_at >= $2 AND billing_reason = 'purchase')
+                          ORDER BY t.created_at DESC LIMIT 2""", [day_start(date(END.year, END.month, 1)), start])
+        recent = snap.sql("SELECT * FROM transactions WHERE created_at >= $1 ORDER BY created_at LIMIT 1", [start])
+    assert len(old) == 2 and len(recent) == 1
+    customer = old["customer_id"].iloc[0]
+    assert found == [False]
+
+    late = _records(recent)[0]  # a new payment in the scored month: the earlier months are untouched
+    late["transaction_id"] = "txn_cache_test_new"
+    wh.upsert("transactions", [late])
+    with wh.snapshot() as snap:
+        model.feature_table(snap, "window", end, start=start, end=end)
+    assert found == [False, True]
+
+    corrected = _records(old.iloc[:1])[0]  # that payment did not go through after all
+    corrected.update(status="failed", completed_at=None, failed_at=corrected["created_at"] + timedelta(seconds=5))
+    wh.upsert("transactions", [corrected])
+    with wh.snapshot() as snap:
+        after = model.feature_table(snap, "window", end, start=start, end=end).to_pandas()
+    assert found == [False, True, False]
+    monkeypatch.setenv("PAYMENT_ANALYTICS_METRIC_CACHE", "off")
+    with wh.snapshot() as snap:
+        whole = model.feature_table(snap, "window", end, start=start, end=end).to_pandas()
+    pd.testing.assert_frame_equal(after, whole)
+    mine = before["customer_id"] == customer
+    assert mine.any()
+    drop = before.loc[mine, "prior_successes"].to_numpy() - after.loc[after["customer_id"] == customer, "prior_successes"].to_numpy()
+    assert (drop == 1).all()
+
+    # an earlier month's payment captured only after the window began: it reaches the features
+    # through the earlier history's late rows
+    slow = _records(old.iloc[1:])[0]
+    slow["completed_at"] = start  # after the month began, before the customer's scored attempts
+    wh.upsert("transactions", [slow])
+    with wh.snapshot() as snap:
+        whole = model.feature_table(snap, "window", end, start=start, end=end).to_pandas()
+    monkeypatch.setenv("PAYMENT_ANALYTICS_METRIC_CACHE", "on")
+    with wh.snapshot() as snap:
+        late_after = model.feature_table(snap, "window", end, start=start, end=end).to_pandas()
+    assert found == [False, True, False, False]
+    pd.testing.assert_frame_equal(late_after, whole)
+    theirs = late_after["customer_id"] == slow["customer_id"]
+    assert (late_after.loc[theirs, "created_at"] > pd.Timestamp(slow["completed_at"])).any()
 
 
 def test_fraud_components_are_the_same_in_any_batches(trained: dict, warehouse: Warehouse) -> None:

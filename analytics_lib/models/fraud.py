@@ -23,8 +23,12 @@ handbook's data (tests/test_models_fraud_handbook.py).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,6 +38,9 @@ from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from analytics_lib.metrics.cache import HistoryCache, digest
+from analytics_lib.metrics.cache import enabled as cache_enabled
+from analytics_lib.models import features as sqlfeatures
 from analytics_lib.models.base import (
     Action,
     Model,
@@ -116,6 +123,79 @@ FRAUD_DISABLED_OPTIMIZERS = "build_side_probe_side"
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
+
+
+#: the history tables the feature query reads (``sql/fraud.sql``: history_before, history_late)
+HISTORY_TABLES = ("fraud_before", "fraud_late")
+HISTORY_BLOCK = "fraud_history"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@contextmanager
+def earlier_history(snapshot: Snapshot, start: datetime | None) -> Iterator[datetime]:
+    """Make the feature query's two history tables for candidates from ``start`` on; yields the
+    instant (``$history_from``) from which the query reads the transactions itself.
+
+    The time lines start a day before the first candidate. Everything created before the first
+    day (UTC) of that day's month enters as per-customer totals and as the few earlier attempts
+    that completed or failed later. Building those tables reads every earlier transaction, so
+    they are kept in the warehouse's cache (``_cache/models/fraud_history/``), keyed by the SQL,
+    that day and the Parquet files of the months before it: ingesting new payments adds files to
+    later months and keeps the entry; compaction, a backfill or a correction of an earlier month
+    makes a new one. Without a start (scoring by id), without earlier months, with the cache off
+    (``PAYMENT_ANALYTICS_METRIC_CACHE=off``) or on a warehouse that is not a local folder, the
+    tables are empty and the query reads the whole history itself: the same features, the cost
+    of building the tables every call saved. The tables are dropped afterwards."""
+    con = snapshot.con
+    queries = sqlfeatures.load_sql("fraud")
+    history_from = EPOCH
+    cache = _history_cache(snapshot)
+    if start is not None and cache is not None:
+        day = start - timedelta(days=1)
+        month_start = datetime(day.year, day.month, 1, tzinfo=UTC)
+        files = _files_before(snapshot, "transactions", f"{month_start:%Y-%m}")
+        if files:  # None: not known; (): no earlier month
+            key = (month_start.isoformat(), files)
+            entry = digest(HISTORY_BLOCK, queries["history_before"] + queries["history_late"], key, {})
+            if not cache.load(con, HISTORY_BLOCK, entry, list(HISTORY_TABLES)):
+                for table in HISTORY_TABLES:
+                    query = queries[table.replace("fraud_", "history_")]
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {query}", {"history_from": month_start})
+                cache.store(con, HISTORY_BLOCK, entry, list(HISTORY_TABLES))
+            history_from = month_start
+    if history_from == EPOCH:
+        for table in HISTORY_TABLES:
+            query = queries[table.replace("fraud_", "history_")]
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM ({query}) WHERE false",
+                        {"history_from": EPOCH})
+    try:
+        yield history_from
+    finally:
+        for table in HISTORY_TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _history_cache(snapshot: Snapshot) -> HistoryCache | None:
+    if not cache_enabled() or "://" in snapshot.location:
+        return None
+    return HistoryCache(Path(snapshot.location) / "_cache" / "models")
+
+
+def _files_before(snapshot: Snapshot, table: str, month: str) -> tuple[str, ...] | None:
+    """The Parquet files of ``table``'s month partitions before ``month`` (sorted), as the
+    snapshot reads them; None if they are not known (a view read through delta-rs, or a file
+    outside a month partition)."""
+    files = snapshot.files.get(table)
+    if files is None:
+        return None
+    before = []
+    for uri in files:
+        found = re.search(r"/created_month=(\d{4}-\d{2})/", uri)
+        if found is None:
+            return None
+        if found.group(1) < month:
+            before.append(uri)
+    return tuple(sorted(before))
 
 
 @dataclass
@@ -289,10 +369,12 @@ class FraudModel(Model):
     def feature_table(self, snapshot: Snapshot, candidates: str, label_at: date | datetime, **params: Any) -> pa.Table:
         """Feature rows of the candidates of the named query (``window``, ``ids``), labelled as
         known at ``label_at``, as an Arrow table."""
-        table = candidates_feature_table(snapshot, "fraud", f"candidates_{candidates}", params,
-                                         {**money_params(), "tz": local_params()["tz"],
-                                          "label_at": as_instant(label_at)},
-                                         disabled_optimizers=FRAUD_DISABLED_OPTIMIZERS)
+        start = params.get("start") if candidates == "window" else None
+        with earlier_history(snapshot, as_instant(start) if start is not None else None) as history_from:
+            table = candidates_feature_table(snapshot, "fraud", f"candidates_{candidates}", params,
+                                             {**money_params(), "tz": local_params()["tz"],
+                                              "label_at": as_instant(label_at), "history_from": history_from},
+                                             disabled_optimizers=FRAUD_DISABLED_OPTIMIZERS)
         check_rates(table, "fraud features")
         return table
 

@@ -105,6 +105,9 @@ class Snapshot:
     versions: dict[str, int]
     location: str
     opened_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
+    #: per table, the Parquet files its view reads (absolute URIs; empty for an empty table), or
+    #: None where the view reads through delta-rs (deletion vectors, object stores)
+    files: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -117,6 +120,7 @@ class Snapshot:
         """Pin every table (or ``tables``) at its current version, at ``as_of``, or at given versions."""
         con = con or warehouse.reader_connection()
         versions: dict[str, int] = {}
+        files: dict[str, tuple[str, ...] | None] = {}
         # children before parents (the reverse of the write order): a child row seen here was
         # committed after its parent, which is pinned later and so is seen too
         wanted = set(tables or TABLES)
@@ -125,7 +129,8 @@ class Snapshot:
             if as_of is None:  # the latest version: the warehouse's kept table, brought up to date
                 with warehouse.reading(name) as latest:
                     versions[name] = latest.version() if latest is not None else -1
-                    con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {_view_sql(spec, latest, con)}')
+                    view, files[name] = _view_sql(spec, latest, con)
+                    con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {view}')
                 continue
             dt = warehouse._delta(name)
             if dt is not None and as_of is not None:
@@ -140,9 +145,10 @@ class Snapshot:
                     except Exception:  # the table did not exist yet at that time
                         dt = None
             versions[name] = dt.version() if dt is not None else -1
-            con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {_view_sql(spec, dt, con)}')
+            view, files[name] = _view_sql(spec, dt, con)
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {view}')
         versions = {name: versions[name] for name in TABLES if name in versions}
-        return cls(con=con, versions=versions, location=warehouse.location)
+        return cls(con=con, versions=versions, location=warehouse.location, files=files)
 
     def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         """Run a query (values bound as parameters) and return a DataFrame."""
@@ -170,9 +176,10 @@ class Snapshot:
         self.close()
 
 
-def _view_sql(spec: TableSpec, dt: Any, con: duckdb.DuckDBPyConnection) -> str:
+def _view_sql(spec: TableSpec, dt: Any, con: duckdb.DuckDBPyConnection) -> tuple[str, tuple[str, ...] | None]:
+    """The view's SELECT and the Parquet files it reads (None when it reads through delta-rs)."""
     if dt is None:
-        return empty_view_sql(spec)
+        return empty_view_sql(spec), ()
     protocol = dt.protocol()
     features = set(protocol.reader_features or [])
     is_local = "://" not in dt.table_uri or dt.table_uri.startswith("file://")
@@ -182,11 +189,11 @@ def _view_sql(spec: TableSpec, dt: Any, con: duckdb.DuckDBPyConnection) -> str:
         dataset_name = f"__ds_{spec.name}_{dt.version()}"
         con.register(dataset_name, dt.to_pyarrow_dataset())
         select = ", ".join(f'CAST("{c.name}" AS {c.duckdb_type}) AS "{c.name}"' for c in spec.all_columns)
-        return f"SELECT {select} FROM {dataset_name}"
+        return f"SELECT {select} FROM {dataset_name}", None
     files = dt.file_uris()
     if not files:
-        return empty_view_sql(spec)
-    return parquet_view_sql(spec, files, same_schema=_one_schema(spec, dt))
+        return empty_view_sql(spec), ()
+    return parquet_view_sql(spec, files, same_schema=_one_schema(spec, dt)), tuple(files)
 
 
 def _one_schema(spec: TableSpec, dt: Any) -> bool:

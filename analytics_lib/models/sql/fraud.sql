@@ -31,6 +31,12 @@
 -- carry the windows as RANGE frames, and captures, alerts and the last card from before the time
 -- line enter as per-customer totals. Scoring a recent window therefore sorts only that window's
 -- rows, not every customer's whole history.
+--
+-- History created before $history_from (the first day of a month, or the epoch) is not read here:
+-- it arrives in two temporary tables the caller makes with history_before and history_late below
+-- (fraud.py keeps them in the warehouse's cache, keyed by the files of the months before
+-- $history_from, which later ingests do not touch). With the epoch and both tables empty the query
+-- reads everything itself; the features are the same either way.
 
 -- name: candidates_window
 SELECT transaction_id, customer_id, created_at, risk_score, amount_minor, currency, payment_method, card_brand,
@@ -73,19 +79,33 @@ cust AS MATERIALIZED (
     SELECT customer_id, row_number() OVER () AS cid FROM (SELECT DISTINCT customer_id FROM fraud_candidates)
 ),
 history AS MATERIALIZED (
-    -- every transaction of the candidates' customers; card = brand, issuing country and expiry
-    -- month (the export has no card fingerprint)
+    -- every transaction of the candidates' customers created from $history_from on, and the
+    -- earlier ones that completed or failed from then on (fraud_late); card = brand, issuing
+    -- country and expiry month (the export has no card fingerprint)
     SELECT k.cid, t.transaction_id, epoch_us(t.created_at) AS at_us,
            CASE WHEN t.status = 'failed' THEN epoch_us(t.failed_at) END AS failed_us,
            epoch_us(t.completed_at) AS completed_us,
            hash(t.payment_method, t.card_brand, t.card_country, t.card_expiry_month) AS card_key
     FROM transactions t JOIN cust k USING (customer_id)
+    WHERE t.created_at >= $history_from
+    UNION ALL
+    SELECT k.cid, l.transaction_id, l.at_us, l.failed_us, l.completed_us, l.card_key
+    FROM fraud_late l JOIN cust k USING (customer_id)
 ),
 earlier AS (
-    -- per customer, before the time lines start: payments captured, and the card of the last attempt
-    SELECT cid, count(*) FILTER (WHERE completed_us < since_us) AS successes,
-           arg_max(card_key, (at_us, transaction_id)) FILTER (WHERE at_us < since_us) AS last_card
-    FROM history, since WHERE at_us < since_us OR completed_us < since_us GROUP BY cid
+    -- per customer, before the time lines start: payments captured, and the card of the last
+    -- attempt; what was created before $history_from enters as per-customer totals (fraud_before)
+    SELECT cid, sum(successes)::BIGINT AS successes, arg_max(last_card, last_key) AS last_card
+    FROM (
+        SELECT cid, count(*) FILTER (WHERE completed_us < since_us) AS successes,
+               arg_max(card_key, (at_us, transaction_id)) FILTER (WHERE at_us < since_us) AS last_card,
+               max((at_us, transaction_id)) FILTER (WHERE at_us < since_us) AS last_key
+        FROM history, since WHERE at_us < since_us OR completed_us < since_us GROUP BY cid
+        UNION ALL
+        SELECT k.cid, b.successes, b.last_card, (b.last_at, b.last_transaction_id)
+        FROM fraud_before b JOIN cust k USING (customer_id)
+    )
+    GROUP BY cid
 ),
 earlier_alerts AS (
     SELECT k.cid, count(*) AS alerts
@@ -194,3 +214,26 @@ LEFT JOIN fx ON fx.currency = c.currency AND fx.rate_date = CAST(c.created_at AS
 LEFT JOIN fx_latest fl ON fl.currency = c.currency AND CAST(c.created_at AS DATE) > fl.last_day
 WHERE c.customer_id IS NOT NULL  -- a candidate without a customer has no time line
 ORDER BY c.created_at, c.transaction_id
+
+
+-- name: history_before
+-- per customer, everything created before $history_from: payments captured before it, and the
+-- last attempt (time, id, card)
+SELECT customer_id, count(*) FILTER (WHERE completed_at < $history_from) AS successes,
+       max(epoch_us(created_at)) AS last_at,
+       arg_max(transaction_id, (epoch_us(created_at), transaction_id)) AS last_transaction_id,
+       arg_max(hash(payment_method, card_brand, card_country, card_expiry_month),
+               (epoch_us(created_at), transaction_id)) AS last_card
+FROM transactions
+WHERE created_at < $history_from AND customer_id IS NOT NULL
+GROUP BY customer_id
+
+-- name: history_late
+-- what was created before $history_from and completed or failed from then on
+SELECT customer_id, transaction_id, epoch_us(created_at) AS at_us,
+       CASE WHEN status = 'failed' THEN epoch_us(failed_at) END AS failed_us,
+       epoch_us(completed_at) AS completed_us,
+       hash(payment_method, card_brand, card_country, card_expiry_month) AS card_key
+FROM transactions
+WHERE created_at < $history_from AND customer_id IS NOT NULL
+  AND (completed_at >= $history_from OR (status = 'failed' AND failed_at >= $history_from))
