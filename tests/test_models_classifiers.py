@@ -13,6 +13,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 import nbformat
 import numpy as np
@@ -653,6 +654,29 @@ def test_fraud_history_cache_gives_the_features_of_the_whole_history(
     entries = list((Path(wh.location) / "_cache" / "models" / "fraud_history").iterdir())
     assert len(entries) == 1
     assert whole.num_rows > 1000 and pc.sum(whole["prior_successes"]).as_py() > 1000
+
+    # a start given in another time zone, whose day before is in June there and in May in UTC:
+    # the earlier months end at the month start of the UTC day before the start
+    start = datetime(2025, 6, 2, 0, 0, tzinfo=ZoneInfo("Pacific/Kiritimati"))  # 1 June 10:00 UTC
+    with wh.snapshot() as snap:  # an attempt 14 hours before a customer's first scored one
+        first = snap.sql("""SELECT * FROM transactions WHERE created_at >= $1
+                              AND billing_reason IN ('purchase', 'subscription_create')
+                            ORDER BY created_at LIMIT 1""", [start])
+    earlier = _records(first)[0]
+    shift = earlier["created_at"] - datetime(2025, 5, 31, 20, 0, tzinfo=UTC)
+    assert shift > timedelta(hours=14)
+    earlier.update(transaction_id="txn_cache_test_earlier", created_month="2025-05",
+                   **{k: earlier[k] - shift for k in ("created_at", "completed_at", "failed_at") if earlier[k]})
+    wh.upsert("transactions", [earlier])
+    monkeypatch.setenv("PAYMENT_ANALYTICS_METRIC_CACHE", "off")
+    with wh.snapshot() as snap:
+        whole = model.feature_table(snap, "window", end, start=start, end=end)
+    monkeypatch.setenv("PAYMENT_ANALYTICS_METRIC_CACHE", "on")
+    with wh.snapshot() as snap:
+        assert model.feature_table(snap, "window", end, start=start, end=end).equals(whole)
+    assert found[2:] == [False]
+    row = whole.filter(pc.equal(whole["transaction_id"], first["transaction_id"].iloc[0]))
+    assert row["customer_attempts_24h"].to_pylist() == [1]
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

@@ -125,8 +125,8 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-#: the history tables the feature query reads (``sql/fraud.sql``: history_before, history_late)
-HISTORY_TABLES = ("fraud_before", "fraud_late")
+#: the history tables the feature query reads, and the queries of ``sql/fraud.sql`` that make them
+HISTORY_TABLES = {"fraud_before": "history_before", "fraud_late": "history_late"}
 HISTORY_BLOCK = "fraud_history"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -151,22 +151,21 @@ def earlier_history(snapshot: Snapshot, start: datetime | None) -> Iterator[date
     history_from = EPOCH
     cache = _history_cache(snapshot)
     if start is not None and cache is not None:
-        day = start - timedelta(days=1)
+        day = start.astimezone(UTC) - timedelta(days=1)  # the time line starts after it
         month_start = datetime(day.year, day.month, 1, tzinfo=UTC)
         files = _files_before(snapshot, "transactions", f"{month_start:%Y-%m}")
         if files:  # None: not known; (): no earlier month
             key = (month_start.isoformat(), files)
             entry = digest(HISTORY_BLOCK, queries["history_before"] + queries["history_late"], key, {})
             if not cache.load(con, HISTORY_BLOCK, entry, list(HISTORY_TABLES)):
-                for table in HISTORY_TABLES:
-                    query = queries[table.replace("fraud_", "history_")]
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {query}", {"history_from": month_start})
+                for table, query in HISTORY_TABLES.items():
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {queries[query]}",
+                                {"history_from": month_start})
                 cache.store(con, HISTORY_BLOCK, entry, list(HISTORY_TABLES))
             history_from = month_start
     if history_from == EPOCH:
-        for table in HISTORY_TABLES:
-            query = queries[table.replace("fraud_", "history_")]
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM ({query}) WHERE false",
+        for table, query in HISTORY_TABLES.items():
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM ({queries[query]}) WHERE false",
                         {"history_from": EPOCH})
     try:
         yield history_from
