@@ -46,10 +46,12 @@ class HistoryCache:
         self.root = root
 
     @classmethod
-    def for_warehouse(cls, location: str) -> HistoryCache | None:
+    def for_warehouse(cls, location: str, area: str = "metrics") -> HistoryCache | None:
+        """The cache of ``<warehouse>/_cache/<area>`` (the metric layer's, or ``models`` for the
+        fraud model's earlier history); None when switched off or not a local folder."""
         if not enabled() or "://" in location:
             return None
-        return cls(Path(location) / "_cache" / "metrics")
+        return cls(Path(location) / "_cache" / area)
 
     def load(self, con: duckdb.DuckDBPyConnection, block: str, entry: str, tables: list[str]) -> bool:
         """Create ``tables`` from the entry; False (nothing created) if it is not there."""

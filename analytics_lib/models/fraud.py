@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,7 +38,6 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from analytics_lib.metrics.cache import HistoryCache, digest
-from analytics_lib.metrics.cache import enabled as cache_enabled
 from analytics_lib.models import features as sqlfeatures
 from analytics_lib.models.base import (
     Action,
@@ -80,6 +78,7 @@ from analytics_lib.models.scoring import (
     labels_of,
 )
 from analytics_lib.warehouse import Snapshot
+from analytics_lib.warehouse.schema import TABLES
 
 NUMERIC = [
     "amount_rc", "card_age_days", "new_card", "months_to_expiry", "foreign_card", "ip_card_mismatch",
@@ -149,7 +148,7 @@ def earlier_history(snapshot: Snapshot, start: datetime | None) -> Iterator[date
     con = snapshot.con
     queries = sqlfeatures.load_sql("fraud")
     history_from = EPOCH
-    cache = _history_cache(snapshot)
+    cache = HistoryCache.for_warehouse(snapshot.location, "models")
     if start is not None and cache is not None:
         day = start.astimezone(UTC) - timedelta(days=1)  # the time line starts after it
         month_start = datetime(day.year, day.month, 1, tzinfo=UTC)
@@ -174,22 +173,17 @@ def earlier_history(snapshot: Snapshot, start: datetime | None) -> Iterator[date
             con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _history_cache(snapshot: Snapshot) -> HistoryCache | None:
-    if not cache_enabled() or "://" in snapshot.location:
-        return None
-    return HistoryCache(Path(snapshot.location) / "_cache" / "models")
-
-
 def _files_before(snapshot: Snapshot, table: str, month: str) -> tuple[str, ...] | None:
     """The Parquet files of ``table``'s month partitions before ``month`` (sorted), as the
     snapshot reads them; None if they are not known (a view read through delta-rs, or a file
     outside a month partition)."""
     files = snapshot.files.get(table)
-    if files is None:
+    partition = TABLES[table].partition_by
+    if files is None or not partition:
         return None
     before = []
     for uri in files:
-        found = re.search(r"/created_month=(\d{4}-\d{2})/", uri)
+        found = re.search(rf"/{re.escape(partition[0])}=(\d{{4}}-\d{{2}})/", uri)
         if found is None:
             return None
         if found.group(1) < month:
