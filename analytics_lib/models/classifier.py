@@ -168,7 +168,7 @@ class TabularClassifier:
 
     def positive_proba(self, x: np.ndarray) -> np.ndarray:
         """Probability of the positive class for an encoded matrix, in one call (no batching)."""
-        return self.estimator.predict_proba(x)[:, 1]
+        return positive_proba_of(self.estimator, x)
 
     def contributions(self, frame: pd.DataFrame, top: int = 3, min_delta: float = 0.005) -> list[list[tuple[str, float]]]:
         """Per row, the features that raise the probability most, by single-feature ablation.
@@ -236,9 +236,19 @@ def label_column(labels: tuple[str, ...], codes: np.ndarray) -> pd.Series:
     return pa.array(labels, pa.string()).take(pa.array(np.asarray(codes))).to_pandas()
 
 
+def positive_proba_of(estimator: Any, x: np.ndarray) -> np.ndarray:
+    """``estimator.predict_proba(x)[:, 1]``, computed by the compiled trees of
+    :mod:`analytics_lib.models.compiled` when the estimator is one they compile (the same
+    numbers, about a third of the CPU), else by sklearn."""
+    from analytics_lib.models import compiled  # numba loads when a model first scores, not on import
+
+    trees = compiled.boosting(estimator)
+    return trees.positive_proba(x) if trees is not None else estimator.predict_proba(x)[:, 1]
+
+
 def batched_positive_proba(estimator: Any, x: np.ndarray, batch_rows: int = PREDICT_BATCH_ROWS) -> np.ndarray:
     """``predict_proba[:, 1]`` in batches (see :func:`run_batched`)."""
-    return run_batched(lambda part: estimator.predict_proba(part)[:, 1], x, batch_rows)
+    return run_batched(lambda part: positive_proba_of(estimator, part), x, batch_rows)
 
 
 def run_batched(score: Any, x: np.ndarray, batch_rows: int = PREDICT_BATCH_ROWS) -> np.ndarray:

@@ -237,7 +237,9 @@ class FraudScorer:
 
         One pass over row batches on the scoring threads: each batch is encoded, scored by the
         trees, and its anomaly columns (taken from the same matrix when the classifier has them
-        all) scored by the forest, so encoding and forest run on both cores as well."""
+        all) scored by the forest, so encoding and forest run on both cores as well. Both tree
+        models are walked by the compiled kernels of :mod:`analytics_lib.models.compiled` (the
+        numbers sklearn gives)."""
         assert self.classifier is not None and self.forest is not None and self.anomaly_fill is not None
         classifier, forest, fill = self.classifier, self.forest, self.anomaly_fill
         numeric = classifier.numeric
@@ -245,13 +247,21 @@ class FraudScorer:
             f in numeric for f in self.anomaly_features) else None
         table = isinstance(frame, pa.Table)
 
+        from analytics_lib.models import compiled  # numba loads when a model first scores
+
+        trees = compiled.isolation(forest)
+
         def score(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
             part = frame.slice(lo, hi - lo) if table else frame.iloc[lo:hi]
             x = classifier.matrix(part)
-            xa = x[:, shared] if shared is not None else encode_matrix(part, self.anomaly_features, {})
-            # the forest compares float32 thresholds: converting here saves sklearn a copy
-            xa = np.where(np.isnan(xa), fill, xa).astype(np.float32)
-            return classifier.positive_proba(x), -forest.score_samples(xa)
+            if trees is not None:  # the compiled forest fills the gaps and reads the columns itself
+                anomaly = (trees.anomaly(x, shared, fill) if shared is not None
+                           else trees.anomaly(encode_matrix(part, self.anomaly_features, {}), None, fill))
+            else:
+                xa = x[:, shared] if shared is not None else encode_matrix(part, self.anomaly_features, {})
+                # the forest compares float32 thresholds: converting here saves sklearn a copy
+                anomaly = -forest.score_samples(np.where(np.isnan(xa), fill, xa).astype(np.float32))
+            return classifier.positive_proba(x), anomaly
 
         n = frame.num_rows if table else len(frame)
         p_sup, raw = map_batches(score, n, batch_rows, outputs=2)
