@@ -306,6 +306,51 @@ def test_fraud_history_features_match_a_count_by_hand(warehouse: Warehouse, cand
     pd.testing.assert_frame_equal(got.sort_index(), expected.loc[got.index].sort_index(), check_names=False)
 
 
+def test_fraud_prior_successes_count_captures_known_before_each_attempt(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A capture counts for the customer's attempts after it completes, not after it was
+    attempted: one that completes after the customer's next attempt is not seen by that attempt,
+    and two attempts in the same microsecond do not see each other's captures (the time line
+    carries a capture on its attempt's row only when nothing of the customer's comes between)."""
+    wh = Warehouse(tmp_path / "copy")
+    shutil.copytree(warehouse.location, wh.location, ignore=shutil.ignore_patterns("_cache"))
+    t0 = datetime.combine(END - timedelta(days=3), datetime.min.time(), tzinfo=UTC) + timedelta(hours=3)
+    with wh.snapshot() as snap:
+        seed = snap.sql("""SELECT * FROM transactions WHERE billing_reason = 'purchase' AND created_at < $1
+                           ORDER BY created_at DESC LIMIT 1""", [t0 - timedelta(days=2)])
+    base = _records(seed)[0]
+    customer = base["customer_id"]
+    s = timedelta(seconds=1)
+    plan = {  # name: (created after t0, completed after t0 or None for a failure)
+        "a": (0 * s, 600 * s),      # captured 10 minutes later, after b was attempted
+        "b": (300 * s, 2000 * s),   # captured after c, d, e and f
+        "c": (900 * s, None),
+        "e": (1200 * s, 1202 * s),  # d and e in the same microsecond, e written first
+        "d": (1200 * s, 1201 * s),
+        "f": (1205 * s, None),
+        "g": (1300 * s, 1310 * s),  # captured in the microsecond h is attempted: h does not see it
+        "h": (1310 * s, None),
+        "i": (1400 * s, None),
+    }
+    rows = []
+    for name, (created, completed) in plan.items():
+        row = dict(base, transaction_id=f"txn_capture_{name}", created_at=t0 + created,
+                   created_month=f"{t0:%Y-%m}", status="succeeded" if completed else "failed",
+                   completed_at=t0 + completed if completed else None,
+                   failed_at=None if completed else t0 + created + s)
+        rows.append(row)
+    wh.upsert("transactions", rows)
+    model = FraudModel()
+    with wh.snapshot() as snap:
+        frame = model.features(snap, "window", END, start=t0 - timedelta(days=1), end=day_start(END))
+        frame = frame.merge(snap.sql("SELECT transaction_id, ip_hash FROM transactions"), on="transaction_id")
+        expected = _fraud_history_by_hand(snap, frame)
+    got = frame.set_index("transaction_id")[HISTORY_FEATURES].astype("int64")
+    pd.testing.assert_frame_equal(got.sort_index(), expected.loc[got.index].sort_index(), check_names=False)
+    mine = got.loc[[f"txn_capture_{n}" for n in "abcdefghi"], "prior_successes"]
+    before = int(mine.iloc[0])
+    assert (mine - before).tolist() == [0, 0, 1, 1, 1, 3, 3, 3, 4], customer
+
+
 # ---- registry round trips ----------------------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 def test_registered_model_predicts_like_the_trained_one(name: str, trained: dict, warehouse: Warehouse,

@@ -30,7 +30,9 @@
 -- longest window) before the earliest candidate, each a single sort: the candidates' own rows
 -- carry the windows as RANGE frames, and captures, alerts and the last card from before the time
 -- line enter as per-customer totals. Scoring a recent window therefore sorts only that window's
--- rows, not every customer's whole history.
+-- rows, not every customer's whole history. A capture rides on its attempt's row when it completed
+-- before the customer's next attempt (most do, within seconds), so the customer time line holds
+-- about 40 % fewer rows; only the others are rows of their own.
 --
 -- History created before $history_from (the first day of a month, or the epoch) is not read here:
 -- it arrives in two temporary tables the caller makes with history_before and history_late below
@@ -112,36 +114,45 @@ earlier_alerts AS (
     FROM fraud_alerts a JOIN cust k USING (customer_id), since WHERE a.created_at < since_at GROUP BY ALL
 ),
 attempts AS (
-    -- the customers' attempts on the time line; changed = another card than the customer's previous attempt
-    SELECT transaction_id, cid, at_us,
-           (card_key IS DISTINCT FROM prev_key AND prev_key IS NOT NULL)::INTEGER AS changed
+    -- the customers' attempts on the time line; changed = another card than the customer's previous
+    -- attempt; inline = its capture is known before the customer's next attempt (or there is none)
+    SELECT transaction_id, cid, at_us, completed_us,
+           (card_key IS DISTINCT FROM prev_key AND prev_key IS NOT NULL)::INTEGER AS changed,
+           completed_us IS NOT NULL AND (next_us IS NULL OR completed_us < next_us) AS inline
     FROM (
-        SELECT h.transaction_id, h.cid, h.at_us, h.card_key,
-               coalesce(lag(h.card_key) OVER (PARTITION BY h.cid ORDER BY h.at_us, h.transaction_id), e.last_card) AS prev_key
+        SELECT h.transaction_id, h.cid, h.at_us, h.card_key, h.completed_us,
+               coalesce(lag(h.card_key) OVER a, e.last_card) AS prev_key, lead(h.at_us) OVER a AS next_us
         FROM history h JOIN since ON h.at_us >= since_us LEFT JOIN earlier e USING (cid)
+        WINDOW a AS (PARTITION BY h.cid ORDER BY h.at_us, h.transaction_id)
     )
 ),
 customer_line AS (
     -- one time line per customer: attempts at their time (kind 0) and what became known later
     -- (kind 1): failures, captures and fraud alerts. ek = 2 x microseconds + kind, so at an
     -- attempt's row everything with a smaller ek happened strictly before it, and an offset of
-    -- 2 x d microseconds is a window of d microseconds.
-    SELECT cid, transaction_id, at_us * 2 AS ek, 1 AS attempt, changed, 0 AS failure, 0::BIGINT AS known
+    -- 2 x d microseconds is a window of d microseconds. An inline capture is counted on its
+    -- attempt's row: every later attempt of the customer (a larger ek) came after it completed,
+    -- and the frames below end before the row's own ek, so neither the attempt itself nor one in
+    -- the same microsecond counts it.
+    SELECT cid, transaction_id, at_us * 2 AS ek, 1 AS attempt, changed, 0 AS failure, inline::BIGINT AS known
     FROM attempts
     UNION ALL
     SELECT cid, NULL, failed_us * 2 + 1, 0, 0, 1, 0 FROM history, since WHERE failed_us >= since_us
     UNION ALL
     -- captures and alerts share one running sum: captures in the low 32 bits, alerts above
-    SELECT cid, NULL, completed_us * 2 + 1, 0, 0, 0, 1 FROM history, since WHERE completed_us >= since_us
+    SELECT cid, NULL, completed_us * 2 + 1, 0, 0, 0, 1 FROM attempts WHERE completed_us IS NOT NULL AND NOT inline
+    UNION ALL
+    SELECT cid, NULL, completed_us * 2 + 1, 0, 0, 0, 1 FROM history, since WHERE completed_us >= since_us AND at_us < since_us
     UNION ALL
     SELECT k.cid, NULL, epoch_us(a.created_at) * 2 + 1, 0, 0, 0, 1::BIGINT << 32
     FROM fraud_alerts a JOIN cust k USING (customer_id), since WHERE a.created_at >= since_at
 ),
 customer_counts AS (
     -- frames end 1 PRECEDING: an attempt's own row (ek = 2 x t) sees attempts before t (ek <= 2 x t - 2)
-    -- and what became known before t (ek <= 2 x t - 1); two counts share each running sum
+    -- and what became known before t (ek <= 2 x t - 1); two counts share each running sum. The
+    -- known sum needs RANGE (not ROWS) for that: rows in one microsecond sort in any order
     SELECT transaction_id, cid, changed,
-           sum(known) OVER (w ROWS UNBOUNDED PRECEDING) AS known_before,
+           coalesce(sum(known) OVER (w RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS known_before,
            sum(attempt + (failure::BIGINT << 32)) OVER (w RANGE BETWEEN 7200000000 PRECEDING AND 1 PRECEDING) AS hour_before,
            sum(attempt + (changed::BIGINT << 32)) OVER (w RANGE BETWEEN 172800000000 PRECEDING AND 1 PRECEDING) AS day_before
     FROM customer_line
