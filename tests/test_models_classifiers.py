@@ -795,10 +795,18 @@ def test_fraud_history_cache_entry_follows_the_earlier_months_only(
     assert (late_after.loc[theirs, "created_at"] > pd.Timestamp(slow["completed_at"])).any()
 
 
-def test_fraud_components_are_the_same_in_any_batches(trained: dict, warehouse: Warehouse) -> None:
+@pytest.mark.parametrize("kernels", ["compiled", "sklearn"])
+def test_fraud_components_are_the_same_in_any_batches(trained: dict, warehouse: Warehouse, kernels: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """components() encodes and scores batch by batch on two threads, from Arrow or pandas: any
-    batch size gives what one whole-matrix pass gives, bit for bit."""
+    batch size gives what one whole-matrix pass of sklearn gives, bit for bit, whether the
+    compiled trees score it or (for a model they do not compile) sklearn itself."""
+    from analytics_lib.models import compiled
     from analytics_lib.models.fraud import FraudArtifact
+
+    if kernels == "sklearn":
+        monkeypatch.setattr(compiled, "boosting", lambda estimator: None)
+        monkeypatch.setattr(compiled, "isolation", lambda forest: None)
 
     artifact: FraudArtifact = trained["fraud"][0].model
     scorer = artifact.scorer

@@ -7,7 +7,11 @@ import pickle
 import numpy as np
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, IsolationForest
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    IsolationForest,
+)
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
@@ -151,7 +155,33 @@ def test_isolation_gives_sklearns_scores(params: dict) -> None:
     split = [t.tree_ for t in forest.estimators_]
     on_threshold = np.array([[t.threshold[0]] * 5 for t in split])  # exactly on a root split
     x = np.vstack([x, on_threshold, on_threshold.astype(np.float32)])
-    assert np.array_equal(trees.anomaly(x), -forest.score_samples(x.astype(np.float32)))
+    expected = -forest.score_samples(x.astype(np.float32))
+    assert np.array_equal(trees.anomaly(x), expected)
+    for rows in (0, 1, 2, 3, 5, 3001):  # rows are walked four at a time
+        assert np.array_equal(trees.anomaly(x[:rows]), expected[:rows]), rows
+
+
+def test_isolation_value_equal_to_a_split_goes_left() -> None:
+    """sklearn's isolation thresholds are almost never float32 values, so put one there: a value
+    equal to it goes left (``<=``), as in sklearn."""
+    forest = IsolationForest(n_estimators=5, random_state=0).fit(_forest_data(5).astype(np.float32))
+    roots = []
+    for estimator in forest.estimators_:
+        state = estimator.tree_.__getstate__()
+        nodes = state["nodes"].copy()
+        nodes["threshold"][0] = 0.5
+        estimator.tree_.__setstate__({**state, "nodes": nodes})
+        roots.append(int(nodes["feature"][0]))
+    x = _forest_data(6)[:40]
+    for i, feature in enumerate(roots):
+        x[i, feature] = 0.5
+    assert np.array_equal(compiled.isolation(forest).anomaly(x), -forest.score_samples(x.astype(np.float32)))
+
+
+def test_isolation_trees_too_deep_to_compile_are_left_to_sklearn() -> None:
+    forest = IsolationForest(n_estimators=3, max_samples=3000, random_state=0).fit(_forest_data(5))
+    assert max(e.tree_.max_depth for e in forest.estimators_) > compiled.MAX_ISOLATION_DEPTH
+    assert compiled.isolation(forest) is None
 
 
 def test_isolation_reads_its_columns_and_fills_gaps_like_the_fraud_scorer() -> None:

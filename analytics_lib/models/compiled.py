@@ -6,8 +6,10 @@ one tree at a time over a whole batch of rows (each row's features fetched again
 and a gradient-boosting prediction first re-encodes the categorical columns; an isolation forest
 adds a joblib call and two gathers per tree. The kernels here (numba, compiled once and cached on
 disk) walk every tree for one row while its features sit in the CPU cache, and fold the
-categorical encoding into a per-split lookup table. Measured on the fraud model (80 boosted trees
-of 15 leaves, 25 isolation trees): see docs/performance.md.
+categorical encoding into a per-split lookup table; the shallow isolation trees are laid out as
+complete binary trees, so four rows walk them side by side without branches. Measured on the
+fraud model (80 boosted trees of 15 leaves, 25 isolation trees of depth 7) for 1M attempts on one
+core: boosting 4.7 -> 1.7 s of CPU, isolation 1.2 -> 0.6 s (docs/performance.md).
 
 What is compiled, and what is not:
 
@@ -17,7 +19,8 @@ What is compiled, and what is not:
   (with sklearn's ordinal encoding of the category values folded in), the missing-value
   directions and the order of the sum are sklearn's; the link and the calibrators are sklearn's
   own functions applied to the compiled raw score.
-- :func:`isolation`: a fitted :class:`~sklearn.ensemble.IsolationForest` (dense input).
+- :func:`isolation`: a fitted :class:`~sklearn.ensemble.IsolationForest` (dense input) whose
+  trees are at most :data:`MAX_ISOLATION_DEPTH` deep.
 
 Anything else (another loss, multiclass, a calibrator of another kind, a model from a scikit-learn
 whose internals differ) gets ``None``, and the caller uses sklearn's own ``predict_proba`` /
@@ -73,30 +76,60 @@ def _boosting_raw(x: np.ndarray, roots: np.ndarray, column: np.ndarray, threshol
         out[i] = acc
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _goes_right(v: float, threshold: float, missing_right: int) -> int:  # pragma: no cover
+    return (v > threshold) | (np.isnan(v) & (missing_right != 0))
+
+
 @numba.njit(nogil=True, cache=True)
-def _isolation_depths(x: np.ndarray, columns: np.ndarray, fill: np.ndarray, roots: np.ndarray,
-                      feature: np.ndarray, threshold: np.ndarray, left: np.ndarray, right: np.ndarray,
-                      missing_left: np.ndarray, path: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+def _isolation_depths(x: np.ndarray, columns: np.ndarray, fill: np.ndarray, depth: int, feature: np.ndarray,
+                      threshold: np.ndarray, missing_right: np.ndarray, path: np.ndarray,
+                      out: np.ndarray) -> None:  # pragma: no cover
     """Sum over the trees of (depth of the row's leaf + average path length of the leaf's samples
     - 1), sklearn's order. Tree features index ``columns`` of ``x``; a missing value is replaced
-    by ``fill`` first, and values are compared as float32 (the forest's input type)."""
-    for i in range(x.shape[0]):
-        acc = 0.0
-        for t in range(roots.shape[0]):
-            node = roots[t]
-            while left[node] >= 0:
-                f = feature[node]
-                v = x[i, columns[f]]
-                if np.isnan(v):
-                    v = fill[f]
-                v32 = np.float64(np.float32(v))
-                if np.isnan(v32):
-                    go_left = missing_left[node] != 0
-                else:
-                    go_left = v32 <= threshold[node]
-                node = left[node] if go_left else right[node]
-            acc += path[node]
-        out[i] = acc
+    by ``fill`` first, and values are compared as float32 (the forest's input type).
+
+    The trees are complete binary trees of ``depth`` levels (a heap: the children of slot s are
+    2s + 1 and 2s + 2; a leaf above the last level continues left to the bottom), so a step is
+    arithmetic, not a branch, and four rows walk each tree side by side."""
+    nf = columns.shape[0]
+    inner = 2 ** depth - 1
+    v = np.empty((4, nf))
+    n = x.shape[0]
+    for i0 in range(0, n, 4):
+        m = min(4, n - i0)
+        for k in range(4):
+            r = i0 + k if k < m else i0  # a short last group repeats its first row
+            for j in range(nf):
+                a = x[r, columns[j]]
+                if np.isnan(a):
+                    a = fill[j]
+                v[k, j] = np.float64(np.float32(a))
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        for t in range(feature.shape[0]):
+            s0 = 0
+            s1 = 0
+            s2 = 0
+            s3 = 0
+            for _ in range(depth):
+                s0 = 2 * s0 + 1 + _goes_right(v[0, feature[t, s0]], threshold[t, s0], missing_right[t, s0])
+                s1 = 2 * s1 + 1 + _goes_right(v[1, feature[t, s1]], threshold[t, s1], missing_right[t, s1])
+                s2 = 2 * s2 + 1 + _goes_right(v[2, feature[t, s2]], threshold[t, s2], missing_right[t, s2])
+                s3 = 2 * s3 + 1 + _goes_right(v[3, feature[t, s3]], threshold[t, s3], missing_right[t, s3])
+            a0 += path[t, s0 - inner]
+            a1 += path[t, s1 - inner]
+            a2 += path[t, s2 - inner]
+            a3 += path[t, s3 - inner]
+        out[i0] = a0
+        if m > 1:
+            out[i0 + 1] = a1
+        if m > 2:
+            out[i0 + 2] = a2
+        if m > 3:
+            out[i0 + 3] = a3
 
 
 @dataclass(frozen=True)
@@ -136,7 +169,7 @@ class CompiledBoosting:
         total = np.zeros(len(raw))
         for calibrator in self.calibration:  # CalibratedClassifierCV: the mean of its classifiers
             p = calibrator.predict(raw)
-            p[(1.0 < p) & (p <= 1.0 + 1e-5)] = 1.0
+            p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0
             total += p
         total /= len(self.calibration)
         return total
@@ -144,15 +177,14 @@ class CompiledBoosting:
 
 @dataclass(frozen=True)
 class CompiledIsolation:
-    """The trees of an isolation forest as flat node arrays, with each leaf's path length."""
+    """The trees of an isolation forest as complete binary trees of one depth (one row per tree),
+    with each leaf's path length at the bottom level."""
 
-    roots: np.ndarray
-    feature: np.ndarray  # the forest's input feature of each split
-    threshold: np.ndarray
-    left: np.ndarray  # -1 at a leaf
-    right: np.ndarray
-    missing_left: np.ndarray
-    path: np.ndarray  # at a leaf: its depth + average path length of its samples - 1
+    depth: int
+    feature: np.ndarray  # trees x (2^depth - 1): the forest's input feature of each split
+    threshold: np.ndarray  # +inf where a leaf above the bottom continues left
+    missing_right: np.ndarray
+    path: np.ndarray  # trees x 2^depth: the leaf's depth + average path length of its samples - 1
     denominator: float
     n_features: int
 
@@ -167,8 +199,8 @@ class CompiledIsolation:
             raise ValueError(f"expected {self.n_features} forest features, got columns {list(columns)} of {x.shape}")
         fill = np.full(self.n_features, np.nan) if fill is None else np.asarray(fill, dtype=np.float64)
         depths = np.empty(x.shape[0], dtype=np.float64)
-        _isolation_depths(x, columns.astype(np.int64), fill, self.roots, self.feature, self.threshold, self.left,
-                          self.right, self.missing_left, self.path, depths)
+        _isolation_depths(x, columns.astype(np.int64), fill, self.depth, self.feature, self.threshold,
+                          self.missing_right, self.path, depths)
         # sklearn's last step, as it writes it (a forest of one-sample trees scores 1)
         denominator = np.float64(self.denominator)
         return 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
@@ -259,7 +291,7 @@ def _boosting_trees(hgb: Any) -> CompiledBoosting | None:
     leaf = nodes["is_leaf"].astype(np.uint8)
     missing_left = nodes["missing_go_to_left"].astype(np.uint8)
     table_row = np.full(len(nodes), -1, dtype=np.int64)
-    rows = []
+    rows: list[np.ndarray] = []
     for p, start in zip(predictors, starts, strict=True):
         for j in np.flatnonzero(p.nodes["is_categorical"] & ~p.nodes["is_leaf"].astype(bool)):
             node = p.nodes[j]
@@ -327,6 +359,11 @@ def _input_columns(hgb: Any, n_features: int) -> tuple[np.ndarray | None, dict[i
     return np.array(order, dtype=np.int64), categories
 
 
+#: deepest isolation trees compiled (sklearn's default of 256 samples grows them 8 deep); a
+#: complete tree doubles with each level
+MAX_ISOLATION_DEPTH = 10
+
+
 def _compile_isolation(forest: Any) -> CompiledIsolation | None:
     from sklearn.ensemble import IsolationForest
     from sklearn.ensemble._iforest import _average_path_length
@@ -336,21 +373,30 @@ def _compile_isolation(forest: Any) -> CompiledIsolation | None:
     n_features = int(forest.n_features_in_)
     subsample = forest._max_features != n_features
     trees = [e.tree_ for e in forest.estimators_]
-    sizes = [t.node_count for t in trees]
-    starts = np.cumsum([0, *sizes[:-1]]).astype(np.int64)
-    offset = np.repeat(starts, sizes)
-    feature = np.concatenate([
-        (np.asarray(features)[t.feature.clip(0)] if subsample else t.feature.clip(0))
-        for t, features in zip(trees, forest.estimators_features_, strict=True)]).astype(np.int64)
-    left = np.concatenate([t.children_left for t in trees]).astype(np.int64)
-    right = np.concatenate([t.children_right for t in trees]).astype(np.int64)
-    is_leaf = left < 0
-    missing = np.concatenate([t.missing_go_to_left for t in trees]).astype(np.uint8)
-    path = np.concatenate([a + b - 1.0 for a, b in zip(forest._decision_path_lengths,
-                                                      forest._average_path_length_per_tree, strict=True)])
+    depth = max(int(t.max_depth) for t in trees)
+    if depth > MAX_ISOLATION_DEPTH:
+        return None
+    inner = 2 ** depth - 1
+    feature = np.zeros((len(trees), inner), dtype=np.int64)
+    threshold = np.full((len(trees), inner), np.inf)
+    missing_right = np.zeros((len(trees), inner), dtype=np.uint8)
+    path = np.zeros((len(trees), inner + 1))
+    for k, (tree, features) in enumerate(zip(trees, forest.estimators_features_, strict=True)):
+        lengths = forest._decision_path_lengths[k] + forest._average_path_length_per_tree[k] - 1.0
+        stack = [(0, 0)]  # (sklearn node, heap slot)
+        while stack:
+            node, slot = stack.pop()
+            if tree.children_left[node] < 0:
+                while slot < inner:  # a leaf above the bottom: the padding goes left
+                    slot = 2 * slot + 1
+                path[k, slot - inner] = lengths[node]
+                continue
+            f = int(tree.feature[node])
+            feature[k, slot] = int(np.asarray(features)[f]) if subsample else f
+            threshold[k, slot] = tree.threshold[node]
+            missing_right[k, slot] = 0 if tree.missing_go_to_left[node] else 1
+            stack += [(int(tree.children_left[node]), 2 * slot + 1), (int(tree.children_right[node]), 2 * slot + 2)]
     return CompiledIsolation(
-        roots=starts, feature=feature, threshold=np.concatenate([t.threshold for t in trees]).astype(np.float64),
-        left=np.where(is_leaf, -1, left + offset), right=np.where(is_leaf, -1, right + offset),
-        missing_left=missing, path=path.astype(np.float64),
+        depth=depth, feature=feature, threshold=threshold, missing_right=missing_right, path=path,
         denominator=float(len(forest.estimators_) * _average_path_length([forest._max_samples])[0]),
         n_features=n_features)
