@@ -668,8 +668,8 @@ def _history_loads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     found: list[bool] = []
     real = HistoryCache.load
 
-    def load(self, con, block, entry, tables):  # type: ignore[no-untyped-def]
-        hit = real(self, con, block, entry, tables)
+    def load(self, con, block, entry, tables, **options):  # type: ignore[no-untyped-def]
+        hit = real(self, con, block, entry, tables, **options)
         found.append(hit)
         return hit
 
@@ -699,6 +699,15 @@ def test_fraud_history_cache_gives_the_features_of_the_whole_history(
     entries = list((Path(wh.location) / "_cache" / "models" / "fraud_history").iterdir())
     assert len(entries) == 1
     assert whole.num_rows > 1000 and pc.sum(whole["prior_successes"]).as_py() > 1000
+    # a damaged entry is not used: the history is read again and the entry rebuilt
+    for parquet in entries[0].glob("*.parquet"):
+        parquet.write_bytes(b"not parquet")
+    for _ in range(2):
+        with wh.snapshot() as snap:
+            assert model.feature_table(snap, "window", end, start=start, end=end).equals(whole)
+    assert found == [False, True, False, True]
+    found.clear()
+    found += [False, True]
 
     # a start given in another time zone, whose day before is in June there and in May in UTC:
     # the earlier months end at the month start of the UTC day before the start

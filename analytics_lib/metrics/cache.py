@@ -53,17 +53,24 @@ class HistoryCache:
             return None
         return cls(Path(location) / "_cache" / area)
 
-    def load(self, con: duckdb.DuckDBPyConnection, block: str, entry: str, tables: list[str]) -> bool:
-        """Create ``tables`` from the entry; False (nothing created) if it is not there."""
+    def load(self, con: duckdb.DuckDBPyConnection, block: str, entry: str, tables: list[str],
+             views: bool = False) -> bool:
+        """Create ``tables`` from the entry (temporary tables, or with ``views`` temporary views
+        over its files, for a query that reads each once); False (nothing created) if it is not
+        there."""
         folder = self.root / block / entry
         if not (folder / COMPLETE).is_file():
             return False
         try:
             for table in tables:
                 path = folder / f"{table}.parquet"
-                con.execute(f"CREATE OR REPLACE TEMP TABLE \"{table}\" AS SELECT * FROM read_parquet('{_sql_path(path)}')")
+                if views:
+                    con.execute(f"SELECT count(*) FROM parquet_metadata('{_sql_path(path)}')").fetchall()  # readable
+                kind = "VIEW" if views else "TABLE"
+                con.execute(f"CREATE OR REPLACE TEMP {kind} \"{table}\" AS SELECT * FROM read_parquet('{_sql_path(path)}')")
         except (duckdb.Error, OSError):
-            return False  # a damaged entry is rebuilt from the warehouse
+            shutil.rmtree(folder, ignore_errors=True)  # damaged: rebuilt from the warehouse and stored again
+            return False
         return True
 
     def store(self, con: duckdb.DuckDBPyConnection, block: str, entry: str, tables: list[str]) -> None:

@@ -156,7 +156,7 @@ def earlier_history(snapshot: Snapshot, start: datetime | None) -> Iterator[date
         if files:  # None: not known; (): no earlier month
             key = (month_start.isoformat(), files)
             entry = digest(HISTORY_BLOCK, queries["history_before"] + queries["history_late"], key, {})
-            if not cache.load(con, HISTORY_BLOCK, entry, list(HISTORY_TABLES)):
+            if not cache.load(con, HISTORY_BLOCK, entry, list(HISTORY_TABLES), views=True):
                 for table, query in HISTORY_TABLES.items():
                     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {queries[query]}",
                                 {"history_from": month_start})
@@ -169,8 +169,9 @@ def earlier_history(snapshot: Snapshot, start: datetime | None) -> Iterator[date
     try:
         yield history_from
     finally:
+        kinds = dict(con.execute("SELECT view_name, 'VIEW' FROM duckdb_views() WHERE temporary").fetchall())
         for table in HISTORY_TABLES:
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+            con.execute(f"DROP {kinds.get(table, 'TABLE')} IF EXISTS {table}")
 
 
 def _files_before(snapshot: Snapshot, table: str, month: str) -> tuple[str, ...] | None:
