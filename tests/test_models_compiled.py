@@ -130,6 +130,9 @@ def test_what_is_not_compiled_is_left_to_sklearn() -> None:
     # cross-validated calibration: several differently fitted models, averaged
     cv = CalibratedClassifierCV(HistGradientBoostingClassifier(max_iter=5), cv=3).fit(x, y)
     assert compiled.boosting(cv) is None
+    # calibration of a model that is not gradient boosting
+    frozen = CalibratedClassifierCV(FrozenEstimator(LogisticRegression().fit(x, y))).fit(x, y)
+    assert compiled.boosting(frozen) is None
     # and the classifier scores them with sklearn
     classifier = TabularClassifier(cv, ["a", "b", "c", "d"], {}, {})
     assert np.array_equal(classifier.positive_proba(x), cv.predict_proba(x)[:, 1])

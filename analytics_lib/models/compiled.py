@@ -264,6 +264,8 @@ def _compile_boosting(estimator: Any) -> CompiledBoosting | None:
             return None
         if trees is None:
             trees, first = _boosting_trees(inner), inner
+            if trees is None:
+                return None
         elif inner is not first:  # an ensemble of differently fitted models: not compiled
             return None
         calibrators.append(cc.calibrators[0])
