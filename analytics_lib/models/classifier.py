@@ -240,7 +240,8 @@ def positive_proba_of(estimator: Any, x: np.ndarray) -> np.ndarray:
     """``estimator.predict_proba(x)[:, 1]``, computed by the compiled trees of
     :mod:`analytics_lib.models.compiled` when the estimator is one they compile (the same
     numbers, about a third of the CPU), else by sklearn."""
-    from analytics_lib.models import compiled  # numba loads when a model first scores, not on import
+    # imported here: numba loads when a model first scores, not when the package is imported
+    from analytics_lib.models import compiled
 
     trees = compiled.boosting(estimator)
     return trees.positive_proba(x) if trees is not None else estimator.predict_proba(x)[:, 1]

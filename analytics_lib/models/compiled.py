@@ -188,7 +188,8 @@ class CompiledIsolation:
     denominator: float
     n_features: int
 
-    def anomaly(self, x: np.ndarray, columns: np.ndarray | None = None, fill: np.ndarray | None = None) -> np.ndarray:
+    def anomaly(self, x: np.ndarray, columns: np.ndarray | list[int] | None = None,
+                fill: np.ndarray | None = None) -> np.ndarray:
         """``-score_samples`` of the forest (higher = more unusual) for the rows of ``x``: the
         forest's features are the ``columns`` of ``x`` (default: all, in order), and a missing
         value becomes its ``fill`` (default: left missing) before the float32 conversion sklearn
