@@ -170,7 +170,7 @@ class CompiledBoosting:
         total = np.zeros(len(raw))
         for calibrator in self.calibration:  # CalibratedClassifierCV: the mean of its classifiers
             p = calibrator.predict(raw)
-            p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0
+            p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0  # sklearn's own clip, kept for identical numbers
             total += p
         total /= len(self.calibration)
         return total
