@@ -96,3 +96,28 @@ def test_the_cache_can_be_switched_off_and_a_damaged_entry_is_rebuilt(warehouse,
 @pytest.mark.parametrize("sql, ok", [("SELECT getvariable('rc')", True), ("SELECT getvariable('p_start')", False)])
 def test_blocks_reading_period_variables_are_not_stored(sql, ok):
     assert history_cache.cacheable(sql) is ok
+
+
+@pytest.mark.parametrize("views", [False, True])
+def test_an_entry_damaged_in_its_second_file_leaves_nothing_half_made(tmp_path, views):
+    """The first table of an entry loads, the second is damaged: the load reports a miss, drops
+    what it made (so the caller can build the tables under the same names) and removes the entry."""
+    import duckdb
+
+    cache = history_cache.HistoryCache(tmp_path)
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE a AS SELECT 1 AS x")
+    con.execute("CREATE TEMP TABLE b AS SELECT 2 AS y")
+    cache.store(con, "block", "entry", ["a", "b"])
+    con.execute("DROP TABLE a")
+    con.execute("DROP TABLE b")
+    assert cache.load(con, "block", "entry", ["a", "b"], views=views)
+    assert con.execute("SELECT x FROM a").fetchall() == [(1,)]
+    con.execute(f"DROP {'VIEW' if views else 'TABLE'} a")
+    con.execute(f"DROP {'VIEW' if views else 'TABLE'} b")
+    (tmp_path / "block" / "entry" / "b.parquet").write_bytes(b"not parquet")
+    assert not cache.load(con, "block", "entry", ["a", "b"], views=views)
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('a', 'b')").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name IN ('a', 'b')").fetchall() == [(0,)]
+    con.execute("CREATE OR REPLACE TEMP TABLE a AS SELECT 3 AS x")  # the rebuild is not in the way
+    assert not (tmp_path / "block" / "entry").exists()

@@ -61,14 +61,18 @@ class HistoryCache:
         folder = self.root / block / entry
         if not (folder / COMPLETE).is_file():
             return False
+        kind = "VIEW" if views else "TABLE"
+        made: list[str] = []
         try:
             for table in tables:
                 path = folder / f"{table}.parquet"
                 if views:
                     con.execute(f"SELECT count(*) FROM parquet_metadata('{_sql_path(path)}')").fetchall()  # readable
-                kind = "VIEW" if views else "TABLE"
                 con.execute(f"CREATE OR REPLACE TEMP {kind} \"{table}\" AS SELECT * FROM read_parquet('{_sql_path(path)}')")
+                made.append(table)
         except (duckdb.Error, OSError):
+            for table in made:  # nothing half-made stays in the way of the tables built instead
+                con.execute(f"DROP {kind} IF EXISTS \"{table}\"")
             shutil.rmtree(folder, ignore_errors=True)  # damaged: rebuilt from the warehouse and stored again
             return False
         return True

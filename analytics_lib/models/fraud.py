@@ -148,6 +148,7 @@ def earlier_history(snapshot: Snapshot, start: datetime | None) -> Iterator[date
     con = snapshot.con
     queries = sqlfeatures.load_sql("fraud")
     history_from = EPOCH
+    kind = "TABLE"  # or VIEW: a cache entry's files, read by the query
     cache = HistoryCache.for_warehouse(snapshot.location, "models")
     if start is not None and cache is not None:
         day = start.astimezone(UTC) - timedelta(days=1)  # the time line starts after it
@@ -156,7 +157,9 @@ def earlier_history(snapshot: Snapshot, start: datetime | None) -> Iterator[date
         if files:  # None: not known; (): no earlier month
             key = (month_start.isoformat(), files)
             entry = digest(HISTORY_BLOCK, queries["history_before"] + queries["history_late"], key, {})
-            if not cache.load(con, HISTORY_BLOCK, entry, list(HISTORY_TABLES), views=True):
+            if cache.load(con, HISTORY_BLOCK, entry, list(HISTORY_TABLES), views=True):
+                kind = "VIEW"
+            else:
                 for table, query in HISTORY_TABLES.items():
                     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {queries[query]}",
                                 {"history_from": month_start})
@@ -169,9 +172,8 @@ def earlier_history(snapshot: Snapshot, start: datetime | None) -> Iterator[date
     try:
         yield history_from
     finally:
-        kinds = dict(con.execute("SELECT view_name, 'VIEW' FROM duckdb_views() WHERE temporary").fetchall())
         for table in HISTORY_TABLES:
-            con.execute(f"DROP {kinds.get(table, 'TABLE')} IF EXISTS {table}")
+            con.execute(f"DROP {kind} IF EXISTS {table}")
 
 
 def _files_before(snapshot: Snapshot, table: str, month: str) -> tuple[str, ...] | None:
@@ -255,11 +257,13 @@ class FraudScorer:
         def score(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
             part = frame.slice(lo, hi - lo) if table else frame.iloc[lo:hi]
             x = classifier.matrix(part)
+            # the forest's columns: from the same matrix, or encoded on their own
+            source, columns = (x, shared) if shared is not None else (
+                encode_matrix(part, self.anomaly_features, {}), None)
             if trees is not None:  # the compiled forest fills the gaps and reads the columns itself
-                anomaly = (trees.anomaly(x, shared, fill) if shared is not None
-                           else trees.anomaly(encode_matrix(part, self.anomaly_features, {}), None, fill))
+                anomaly = trees.anomaly(source, columns, fill)
             else:
-                xa = x[:, shared] if shared is not None else encode_matrix(part, self.anomaly_features, {})
+                xa = source if columns is None else source[:, columns]
                 # the forest compares float32 thresholds: converting here saves sklearn a copy
                 anomaly = -forest.score_samples(np.where(np.isnan(xa), fill, xa).astype(np.float32))
             return classifier.positive_proba(x), anomaly
